@@ -1,0 +1,55 @@
+"""Framework-free core of the SteerLM integrations: presets, attributes, prompts, client."""
+
+from steerlm.attributes import encode_attributes, merge_attributes, parse_attributes
+from steerlm.client import DEFAULT_BASE_URL, SteerLMClient
+from steerlm.errors import (
+    InvalidAttributesError,
+    SteerLMConnectionError,
+    SteerLMError,
+    SteerLMInputError,
+    SteerLMResponseError,
+    SteerLMServerError,
+    SteerLMTimeoutError,
+)
+from steerlm.options import GenerationOptions, build_request_body
+from steerlm.presets import (
+    DEFAULT_PRESET,
+    DEFAULT_SYSTEM_PROMPT,
+    PRESETS,
+    AttributeSpec,
+    Preset,
+    get_preset,
+)
+from steerlm.prompt import build_prompt, neutralize_markers
+from steerlm.settings import CallPlan, SteerLMSettings
+from steerlm.types import Completion, Turn, Usage
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_PRESET",
+    "DEFAULT_SYSTEM_PROMPT",
+    "PRESETS",
+    "AttributeSpec",
+    "CallPlan",
+    "Completion",
+    "GenerationOptions",
+    "InvalidAttributesError",
+    "Preset",
+    "SteerLMClient",
+    "SteerLMConnectionError",
+    "SteerLMError",
+    "SteerLMInputError",
+    "SteerLMResponseError",
+    "SteerLMServerError",
+    "SteerLMSettings",
+    "SteerLMTimeoutError",
+    "Turn",
+    "Usage",
+    "build_prompt",
+    "build_request_body",
+    "encode_attributes",
+    "get_preset",
+    "merge_attributes",
+    "neutralize_markers",
+    "parse_attributes",
+]

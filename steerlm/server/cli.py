@@ -1,0 +1,83 @@
+"""``steerlm-server``: run the NeMo-compatible development server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from steerlm.server.app import NEMO_VERSIONS, NeMoServer
+from steerlm.server.engines import Engine, ScriptedEngine
+
+log = logging.getLogger("steerlm.server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="steerlm-server",
+        description="A NeMo-compatible text-generation server (PUT /generate) for development "
+        "and tests. It runs a GGUF model on the CPU with llama.cpp; it is not a replacement "
+        "for NeMo's multi-GPU serving.",
+    )
+    parser.add_argument("--model", help="GGUF file to load (default: embedded SmolLM2-135M)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5555, help="port (default 5555, NeMo's)")
+    parser.add_argument(
+        "--engine",
+        choices=("llama", "scripted"),
+        default="llama",
+        help="llama: a real model via llama.cpp; scripted: a fixed answer, for tests",
+    )
+    parser.add_argument("--ctx", type=int, default=2048, help="context length (default 2048)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    parser.add_argument(
+        "--nemo-version",
+        choices=NEMO_VERSIONS,
+        default="latest",
+        help="mimic a NeMo release: 1.17 ignores end_strings, compute_logprob and random_seed",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return parser
+
+
+def make_engine(args: argparse.Namespace) -> Engine:
+    """Load the engine the arguments ask for."""
+    if args.engine == "scripted":
+        return ScriptedEngine()
+    from steerlm.server.llama_engine import LlamaEngine
+
+    return LlamaEngine(args.model, n_ctx=args.ctx, n_threads=args.threads)
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until Ctrl-C or SIGTERM."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(message)s")
+    try:
+        engine = make_engine(args)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        print(f"steerlm-server: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = NeMoServer((args.host, args.port), engine, nemo_version=args.nemo_version)
+    except OSError as exc:
+        print(f"steerlm-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    model = getattr(engine, "model_path", "scripted answers")
+    log.info("serving %s at %s (PUT /generate, GET /health)", model, server.base_url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,160 @@
+"""NeMo's ``PUT /generate`` request rules, as ``text_generation_server.py`` applies them.
+
+Validation failures are returned, not raised: NeMo answers them with HTTP 200 and a JSON
+string body (400 for too many sentences), and so does this server.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+END_OF_TEXT = "<|endoftext|>"
+MAX_SENTENCES = 128
+
+#: Keys NeMo knows; others are logged and ignored. NeMo 1.17 lacks the last three.
+KNOWN_KEYS = frozenset(
+    {
+        "sentences",
+        "tokens_to_generate",
+        "temperature",
+        "add_BOS",
+        "top_k",
+        "top_p",
+        "greedy",
+        "all_probs",
+        "repetition_penalty",
+        "min_tokens_to_generate",
+        "end_strings",
+        "compute_logprob",
+        "random_seed",
+    }
+)
+_KEYS_AFTER_1_17 = frozenset({"end_strings", "compute_logprob", "random_seed"})
+
+log = logging.getLogger("steerlm.server")
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """A validated request, with NeMo's defaults filled in."""
+
+    tokens_to_generate: int = 64
+    temperature: float = 1.0
+    greedy: bool = False
+    top_k: int = 0
+    top_p: float = 0.9
+    repetition_penalty: float = 1.0
+    add_BOS: bool = False
+    all_probs: bool = False
+    min_tokens_to_generate: int = 0
+    end_strings: tuple[str, ...] = (END_OF_TEXT,)
+    compute_logprob: bool = False
+    random_seed: int | None = None
+
+    @property
+    def stops_at_end_of_sequence(self) -> bool:
+        """NeMo 1.18+: end-of-sequence stops only while ``<|endoftext|>`` is an end string."""
+        return END_OF_TEXT in self.end_strings
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the answer carries log-probabilities."""
+        return self.compute_logprob or self.all_probs
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A request NeMo refuses: the HTTP status and the JSON string it answers with."""
+
+    status: int
+    message: str
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], GenerateParams]:
+    """Validate a request body the way NeMo does.
+
+    Returns:
+        The sentences and the parameters.
+
+    Raises:
+        KeyError: ``sentences`` is missing (NeMo answers HTTP 500).
+        RejectionError: A value fails NeMo's checks.
+    """
+    legacy = nemo_version == "1.17"
+    known = KNOWN_KEYS - _KEYS_AFTER_1_17 if legacy else KNOWN_KEYS
+    for key in body:
+        if key not in known:
+            log.error("The request key %s is not allowed", key)
+    sentences = body["sentences"]
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise RejectionError(Rejection(200, "sentences must be a list of strings"))
+    if len(sentences) > MAX_SENTENCES:
+        raise RejectionError(Rejection(400, f"Maximum number of sentences is {MAX_SENTENCES}"))
+    values: dict[str, Any] = {}
+    for key, check, message in _CHECKS:
+        if key in body and key in known:
+            if not check(body[key]):
+                raise RejectionError(Rejection(200, message))
+            values[key] = body[key]
+    if "end_strings" in values:
+        values["end_strings"] = tuple(values["end_strings"])
+    return sentences, GenerateParams(**values)
+
+
+class RejectionError(Exception):
+    """Carries the :class:`Rejection` NeMo would answer with."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+# (key, accepts value, NeMo's message). isinstance(True, int) holds in NeMo too.
+_CHECKS = (
+    (
+        "tokens_to_generate",
+        lambda v: isinstance(v, int) and v >= 1,
+        "tokens_to_generate must be an integer greater than 0",
+    ),
+    ("all_probs", lambda v: isinstance(v, bool), "all_probs must be a boolean value"),
+    (
+        "temperature",
+        lambda v: _is_number(v) and 0.0 < v <= 100.0,
+        "temperature must be a positive number less than or equal to 100.0",
+    ),
+    ("add_BOS", lambda v: isinstance(v, bool), "add_BOS must be a boolean value"),
+    ("greedy", lambda v: isinstance(v, bool), "greedy must be a boolean value"),
+    ("top_k", lambda v: _is_number(v) and v >= 0, "top_k must be a positive integer number"),
+    (
+        "top_p",
+        lambda v: _is_number(v) and 0.0 <= v <= 1.0,
+        "top_p must be a positive number less than or equal to 1.0",
+    ),
+    (
+        "repetition_penalty",
+        lambda v: _is_number(v) and v >= 1.0,
+        "repetition_penalty must be a positive number no less than 1.0",
+    ),
+    (
+        "end_strings",
+        lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+        "expect end_strings to be a list of strings",
+    ),
+    (
+        "min_tokens_to_generate",
+        lambda v: isinstance(v, int) and v >= 0,
+        "min_tokens_to_generate must be an integer no less than 0",
+    ),
+    ("compute_logprob", lambda v: isinstance(v, bool), "compute_logprob must be a boolean value"),
+    (
+        "random_seed",
+        lambda v: v is None or (isinstance(v, int) and v >= 0),
+        "random_seed must be a positive integer number or None",
+    ),
+)

@@ -1,0 +1,183 @@
+"""The settings both chat-model adapters share, and the request pipeline behind them.
+
+``SteerLMSettings`` is a pydantic model that each adapter class inherits next to its
+framework's base class, so the field names, defaults, descriptions and validation live
+here once. Its :meth:`~SteerLMSettings.plan_call` turns neutral turns plus per-call
+keywords into prompts and options; :meth:`~SteerLMSettings.generate` sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from steerlm.attributes import AttributesInput, merge_attributes
+from steerlm.client import SteerLMClient
+from steerlm.errors import SteerLMInputError
+from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
+from steerlm.presets import AttributeValue, Preset, get_preset
+from steerlm.prompt import build_prompt
+from steerlm.types import Completion, Turn
+
+#: Per-call keywords besides the generation options.
+CALL_KEYWORDS = frozenset({"attributes", "stop"})
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """Everything one call sends, decided before any network I/O.
+
+    Attributes:
+        prompts: One rendered SteerLM prompt per conversation.
+        attributes: The merged attributes of the answers, in canonical order.
+        options: Decoding settings.
+        stops: End strings: preset's, instance's, call's, then ``<|endoftext|>``.
+    """
+
+    prompts: tuple[str, ...]
+    attributes: dict[str, AttributeValue]
+    options: GenerationOptions
+    stops: tuple[str, ...]
+
+
+class SteerLMSettings(BaseModel):
+    """Fields and request pipeline shared by the LangChain and LlamaIndex chat models."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    base_url: str | None = Field(
+        default=None,
+        description="Root URL of the NeMo text-generation server. Falls back to "
+        "$STEERLM_BASE_URL, then http://localhost:5555 (NeMo's default port).",
+    )
+    model: str | None = Field(
+        default=None, description="Model name reported in metadata; the preset's by default."
+    )
+    preset: str | Preset = Field(
+        default="llama2-13b-steerlm",
+        description="Preset name or steerlm.Preset: attribute keys, ranges, defaults, "
+        "end strings, system prompt and context window of the model.",
+    )
+    attributes: dict[str, AttributeValue] | str | None = Field(
+        default=None,
+        description="Default attributes of this instance, over the preset's defaults: a "
+        "mapping such as {'humor': 3} or a string such as 'quality:9,humor:3'.",
+    )
+    system_prompt: str | None = Field(
+        default=None,
+        description="System turn used when the messages have no system message; the "
+        "preset's default system prompt when None.",
+    )
+    max_tokens: int = Field(default=1024, strict=True, description="Most tokens to generate.")
+    temperature: float | None = Field(
+        default=None, description="Sampling temperature; None or 0 means greedy decoding."
+    )
+    top_k: int = Field(default=0, strict=True, description="Top-k sampling; 0 disables it.")
+    top_p: float = Field(default=0.9, description="Nucleus sampling mass, 0 to 1.")
+    repetition_penalty: float = Field(default=1.0, description="1.0 disables; always sent.")
+    min_tokens: int = Field(default=0, strict=True, description="Fewest tokens to generate.")
+    random_seed: int | None = Field(
+        default=None, strict=True, description="Sampling seed (recent NeMo releases)."
+    )
+    stop: list[str] | None = Field(
+        default=None, description="Stop strings, added to the preset's end strings."
+    )
+    logprobs: bool = Field(
+        default=False, description="Ask the server for log-probabilities of the answer."
+    )
+    timeout: float = Field(default=120.0, description="Seconds to wait for each HTTP request.")
+    max_retries: int = Field(
+        default=2, strict=True, description="Retries on connection errors, 429 and 5xx."
+    )
+
+    _client: SteerLMClient = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _validate_settings(self) -> SteerLMSettings:
+        # Fail at construction, not at the first call: resolve and check everything once.
+        preset = get_preset(self.preset)
+        merge_attributes(preset, self.attributes)
+        self.generation_options()
+        normalize_stop(self.stop)
+        self._client = SteerLMClient(
+            self.base_url, timeout=self.timeout, max_retries=self.max_retries
+        )
+        return self
+
+    @property
+    def resolved_preset(self) -> Preset:
+        """The :class:`~steerlm.Preset` object of ``preset``."""
+        return get_preset(self.preset)
+
+    @property
+    def model_name(self) -> str:
+        """``model``, or the preset's model name."""
+        return self.model or self.resolved_preset.model_name
+
+    @property
+    def client(self) -> SteerLMClient:
+        """The HTTP client (one connection pool per instance)."""
+        return self._client
+
+    def generation_options(self, overrides: Mapping[str, Any] | None = None) -> GenerationOptions:
+        """The instance's decoding settings, with per-call ``overrides`` applied."""
+        base = GenerationOptions(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+            min_tokens=self.min_tokens,
+            random_seed=self.random_seed,
+            logprobs=self.logprobs,
+        )
+        return base.replace(overrides or {})
+
+    def merged_attributes(
+        self, call_attributes: AttributesInput = None
+    ) -> dict[str, AttributeValue]:
+        """Preset defaults < instance ``attributes`` < ``call_attributes``, validated."""
+        return merge_attributes(self.resolved_preset, self.attributes, call_attributes)
+
+    def plan_call(
+        self, conversations: Sequence[Sequence[Turn]], call_kwargs: Mapping[str, Any]
+    ) -> CallPlan:
+        """Render prompts and options for one call; raises before any network I/O.
+
+        Args:
+            conversations: One list of turns per prompt.
+            call_kwargs: Per-call keywords: ``attributes``, ``stop`` and any generation
+                option (``max_tokens``, ``temperature``...). None values are ignored.
+
+        Raises:
+            SteerLMInputError: An unknown keyword, a bad option, bad attributes or a
+                conversation that cannot be rendered.
+        """
+        kwargs = {key: value for key, value in call_kwargs.items() if value is not None}
+        unknown = sorted(set(kwargs) - OPTION_NAMES - CALL_KEYWORDS)
+        if unknown:
+            raise SteerLMInputError(
+                f"Unknown keyword(s) {', '.join(map(repr, unknown))} for a SteerLM call. "
+                f"Valid: attributes, stop, {', '.join(sorted(OPTION_NAMES))}."
+            )
+        preset = self.resolved_preset
+        attributes = self.merged_attributes(kwargs.pop("attributes", None))
+        stops = end_strings(
+            preset.end_strings, normalize_stop(self.stop), normalize_stop(kwargs.pop("stop", None))
+        )
+        options = self.generation_options(kwargs)
+        prompts = tuple(
+            build_prompt(turns, attributes, preset, self.system_prompt) for turns in conversations
+        )
+        return CallPlan(prompts=prompts, attributes=attributes, options=options, stops=stops)
+
+    def generate(self, plan: CallPlan) -> list[Completion]:
+        """Send a planned call; one request per 128 prompts."""
+        return self._client.generate(plan.prompts, plan.options, plan.stops)
+
+    async def agenerate(self, plan: CallPlan) -> list[Completion]:
+        """Async :meth:`generate`, non-blocking."""
+        return await self._client.agenerate(plan.prompts, plan.options, plan.stops)

@@ -1,0 +1,52 @@
+"""Shared fixtures: the NeMo-compatible server with the scripted engine, and helpers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from steerlm.server.app import NeMoServer, serve_in_thread
+from steerlm.server.engines import ScriptedEngine
+
+
+@pytest.fixture(scope="session")
+def _scripted_server() -> Iterator[NeMoServer]:
+    server = NeMoServer(("127.0.0.1", 0), ScriptedEngine())
+    serve_in_thread(server)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def nemo(_scripted_server: NeMoServer) -> Iterator[NeMoServer]:
+    """A NeMo-compatible server on loopback with a fresh scripted engine for each test.
+
+    Queue completions with ``nemo.engine.script(...)``, canned answers with
+    ``nemo.faults.append(Fault(...))``; ``nemo.received`` holds the request bodies.
+    """
+    server = _scripted_server
+    server.reset()
+    assert isinstance(server.engine, ScriptedEngine)
+    server.engine.reset()
+    server.nemo_version = "latest"
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def engine(nemo: NeMoServer) -> ScriptedEngine:
+    """The scripted engine behind ``nemo``."""
+    assert isinstance(nemo.engine, ScriptedEngine)
+    return nemo.engine
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
