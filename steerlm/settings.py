@@ -3,7 +3,7 @@
 ``SteerLMSettings`` is a pydantic model that each adapter class inherits next to its
 framework's base class, so the field names, defaults, descriptions and validation live
 here once. Its :meth:`~SteerLMSettings.plan_call` turns neutral turns plus per-call
-keywords into prompts and options; :meth:`~SteerLMSettings.generate` sends them.
+keywords into prompts and options; :meth:`~SteerLMSettings.send` sends them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from steerlm.prompt import build_prompt
 from steerlm.types import Completion, Turn
 
 #: Per-call keywords besides the generation options.
-CALL_KEYWORDS = frozenset({"attributes", "stop"})
+CALL_KEYWORDS = frozenset({"attributes", "stop", "model"})
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,14 @@ class CallPlan:
         attributes: The merged attributes of the answers, in canonical order.
         options: Decoding settings.
         stops: End strings: preset's, instance's, call's, then ``<|endoftext|>``.
+        model_name: Model name to report (a per-call ``model`` overrides the instance's).
     """
 
     prompts: tuple[str, ...]
     attributes: dict[str, AttributeValue]
     options: GenerationOptions
     stops: tuple[str, ...]
+    model_name: str
 
 
 class SteerLMSettings(BaseModel):
@@ -105,6 +107,8 @@ class SteerLMSettings(BaseModel):
         self._client = SteerLMClient(
             self.base_url, timeout=self.timeout, max_retries=self.max_retries
         )
+        # Show the URL really used (from the environment or the default) on the instance.
+        self.base_url = self._client.base_url
         return self
 
     @property
@@ -149,8 +153,9 @@ class SteerLMSettings(BaseModel):
 
         Args:
             conversations: One list of turns per prompt.
-            call_kwargs: Per-call keywords: ``attributes``, ``stop`` and any generation
-                option (``max_tokens``, ``temperature``...). None values are ignored.
+            call_kwargs: Per-call keywords: ``attributes``, ``stop``, ``model`` (the name
+                to report; one server serves one model) and any generation option
+                (``max_tokens``, ``temperature``...). None values are ignored.
 
         Raises:
             SteerLMInputError: An unknown keyword, a bad option, bad attributes or a
@@ -161,8 +166,9 @@ class SteerLMSettings(BaseModel):
         if unknown:
             raise SteerLMInputError(
                 f"Unknown keyword(s) {', '.join(map(repr, unknown))} for a SteerLM call. "
-                f"Valid: attributes, stop, {', '.join(sorted(OPTION_NAMES))}."
+                f"Valid: attributes, stop, model, {', '.join(sorted(OPTION_NAMES))}."
             )
+        model_name = str(kwargs.pop("model", None) or self.model_name)
         preset = self.resolved_preset
         attributes = self.merged_attributes(kwargs.pop("attributes", None))
         stops = end_strings(
@@ -172,12 +178,18 @@ class SteerLMSettings(BaseModel):
         prompts = tuple(
             build_prompt(turns, attributes, preset, self.system_prompt) for turns in conversations
         )
-        return CallPlan(prompts=prompts, attributes=attributes, options=options, stops=stops)
+        return CallPlan(
+            prompts=prompts,
+            attributes=attributes,
+            options=options,
+            stops=stops,
+            model_name=model_name,
+        )
 
-    def generate(self, plan: CallPlan) -> list[Completion]:
+    def send(self, plan: CallPlan) -> list[Completion]:
         """Send a planned call; one request per 128 prompts."""
         return self._client.generate(plan.prompts, plan.options, plan.stops)
 
-    async def agenerate(self, plan: CallPlan) -> list[Completion]:
-        """Async :meth:`generate`, non-blocking."""
+    async def asend(self, plan: CallPlan) -> list[Completion]:
+        """Async :meth:`send`, non-blocking."""
         return await self._client.agenerate(plan.prompts, plan.options, plan.stops)

@@ -30,7 +30,7 @@ def settings(nemo: NeMoServer, **fields: object) -> SteerLMSettings:
 
 def test_wire_request_sends_explicit_keys_and_greedy(nemo: NeMoServer) -> None:
     llm = settings(nemo, stop=["END"])
-    llm.generate(llm.plan_call([QUESTION], {"stop": ["###"]}))
+    llm.send(llm.plan_call([QUESTION], {"stop": ["###"]}))
     body = nemo.received[-1]
     assert body == {
         "sentences": body["sentences"],
@@ -59,14 +59,14 @@ def test_temperature_zero_or_none_is_greedy_with_no_temperature(
     nemo: NeMoServer, temperature: float | None
 ) -> None:
     llm = settings(nemo, temperature=temperature)
-    llm.generate(llm.plan_call([QUESTION], {}))
+    llm.send(llm.plan_call([QUESTION], {}))
     assert nemo.received[-1]["greedy"] is True
     assert "temperature" not in nemo.received[-1]
 
 
 def test_sampling_options_and_seed_reach_the_wire(nemo: NeMoServer) -> None:
     llm = settings(nemo, temperature=0.7, top_k=5, random_seed=3)
-    llm.generate(llm.plan_call([QUESTION], {"top_p": 0.5, "max_tokens": 7, "logprobs": True}))
+    llm.send(llm.plan_call([QUESTION], {"top_p": 0.5, "max_tokens": 7, "logprobs": True}))
     body = nemo.received[-1]
     assert (body["greedy"], body["temperature"], body["top_k"], body["top_p"]) == (
         False,
@@ -83,7 +83,7 @@ def test_sampling_options_and_seed_reach_the_wire(nemo: NeMoServer) -> None:
 
 def test_300_prompts_go_out_in_3_requests(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    completions = llm.generate(llm.plan_call([[Turn("user", f"q{i}")] for i in range(300)], {}))
+    completions = llm.send(llm.plan_call([[Turn("user", f"q{i}")] for i in range(300)], {}))
     assert [len(body["sentences"]) for body in nemo.received] == [128, 128, 44]
     assert len(completions) == 300
     assert completions[299].prompt.endswith(
@@ -95,7 +95,7 @@ def test_300_prompts_go_out_in_3_requests(nemo: NeMoServer) -> None:
 async def test_async_300_prompts_in_3_requests(nemo: NeMoServer) -> None:
     llm = settings(nemo)
     plan = llm.plan_call([[Turn("user", f"q{i}")] for i in range(300)], {})
-    completions = await llm.agenerate(plan)
+    completions = await llm.asend(plan)
     assert [len(body["sentences"]) for body in nemo.received] == [128, 128, 44]
     assert completions[0].text == ScriptedEngine.default_answer
 
@@ -120,7 +120,7 @@ def test_5xx_is_retried_then_succeeds(nemo: NeMoServer) -> None:
         [Fault(503, "busy"), Fault(500, "<html>oops</html>", content_type="text/html")]
     )
     llm = settings(nemo, max_retries=2)
-    [completion] = llm.generate(llm.plan_call([QUESTION], {}))
+    [completion] = llm.send(llm.plan_call([QUESTION], {}))
     assert completion.text == ScriptedEngine.default_answer
     assert len(nemo.received) == 3
 
@@ -129,7 +129,7 @@ def test_5xx_after_all_retries_names_status_and_body(nemo: NeMoServer) -> None:
     nemo.faults.extend([Fault(500, "<html>boom</html>")] * 3)
     llm = settings(nemo, max_retries=1)
     with pytest.raises(SteerLMServerError, match="HTTP 500.*boom") as info:
-        llm.generate(llm.plan_call([QUESTION], {}))
+        llm.send(llm.plan_call([QUESTION], {}))
     assert info.value.status == 500
     assert len(nemo.received) == 2
 
@@ -155,7 +155,7 @@ def test_garbage_answers_are_response_errors_with_an_excerpt(
     nemo.faults.append(fault)
     llm = settings(nemo)
     with pytest.raises(SteerLMResponseError, match=problem) as info:
-        llm.generate(llm.plan_call([QUESTION], {}))
+        llm.send(llm.plan_call([QUESTION], {}))
     assert nemo.base_url in str(info.value)
     assert info.value.body[:5] in str(info.value)
 
@@ -163,7 +163,7 @@ def test_garbage_answers_are_response_errors_with_an_excerpt(
 def test_server_down_names_url_and_how_to_start_one(dead_url: str) -> None:
     llm = SteerLMSettings(base_url=dead_url, max_retries=1)
     with pytest.raises(SteerLMConnectionError, match="steerlm-server") as info:
-        llm.generate(llm.plan_call([QUESTION], {}))
+        llm.send(llm.plan_call([QUESTION], {}))
     assert f"{dead_url}/generate" in str(info.value)
     assert "connection refused" in str(info.value)
 
@@ -171,14 +171,14 @@ def test_server_down_names_url_and_how_to_start_one(dead_url: str) -> None:
 async def test_async_server_down(dead_url: str) -> None:
     llm = SteerLMSettings(base_url=dead_url, max_retries=0)
     with pytest.raises(SteerLMConnectionError, match=dead_url):
-        await llm.agenerate(llm.plan_call([QUESTION], {}))
+        await llm.asend(llm.plan_call([QUESTION], {}))
 
 
 def test_slow_server_times_out_without_retry(nemo: NeMoServer) -> None:
     nemo.faults.append(Fault(200, "{}", delay=1.0))
     llm = settings(nemo, timeout=0.2, max_retries=2)
     with pytest.raises(SteerLMTimeoutError, match=r"did not answer within 0.2 s"):
-        llm.generate(llm.plan_call([QUESTION], {}))
+        llm.send(llm.plan_call([QUESTION], {}))
     assert len(nemo.received) == 1
 
 
@@ -186,7 +186,7 @@ async def test_async_timeout(nemo: NeMoServer) -> None:
     nemo.faults.append(Fault(200, "{}", delay=1.0))
     llm = settings(nemo, timeout=0.2)
     with pytest.raises(SteerLMTimeoutError):
-        await llm.agenerate(llm.plan_call([QUESTION], {}))
+        await llm.asend(llm.plan_call([QUESTION], {}))
 
 
 async def test_async_call_does_not_block_the_event_loop(nemo: NeMoServer) -> None:
@@ -210,9 +210,9 @@ async def test_async_call_does_not_block_the_event_loop(nemo: NeMoServer) -> Non
 def test_connection_is_reused(nemo: NeMoServer) -> None:
     llm = settings(nemo)
     plan = llm.plan_call([QUESTION], {})
-    llm.generate(plan)
+    llm.send(plan)
     first = llm.client._session
-    llm.generate(plan)
+    llm.send(plan)
     assert llm.client._session is first
     assert first is not None and len(first.adapters["http://"].poolmanager.pools) == 1
 

@@ -13,7 +13,7 @@ QUESTION = [Turn("user", "Hi")]
 
 def ask(nemo: NeMoServer, **kwargs: object) -> Completion:
     llm = SteerLMSettings(base_url=nemo.base_url)
-    [completion] = llm.generate(llm.plan_call([QUESTION], kwargs))
+    [completion] = llm.send(llm.plan_call([QUESTION], kwargs))
     return completion
 
 

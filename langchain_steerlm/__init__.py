@@ -1,0 +1,5 @@
+"""LangChain integration of NVIDIA SteerLM: ``SteerLMChat``."""
+
+from langchain_steerlm.chat_models import SteerLMChat
+
+__all__ = ["SteerLMChat"]

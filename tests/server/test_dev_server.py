@@ -1,0 +1,125 @@
+"""The dev server on the real small model (llama.cpp), through HTTP, in its own process."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import start_server_process, stop_server_process
+
+pytestmark = pytest.mark.integration
+
+PROMPT = (
+    "<extra_id_0>System\nA chat between a curious user and an artificial intelligence "
+    "assistant.\n<extra_id_1>User\nWhat is the capital of France?\n<extra_id_1>Assistant\n"
+    "<extra_id_2>quality:9,toxicity:0,humor:0,creativity:0,violence:0,helpfulness:9,not_appropriate:0\n"
+)
+
+
+def generate(url: str, **body: Any) -> Any:
+    body.setdefault("sentences", [PROMPT])
+    response = requests.put(f"{url}/generate", json=body, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_greedy_answers_are_identical(real_server_url: str) -> None:
+    first = generate(real_server_url, tokens_to_generate=24, greedy=True)
+    second = generate(real_server_url, tokens_to_generate=24, greedy=True)
+    assert first["sentences"] == second["sentences"]
+    assert first["sentences"][0].startswith(PROMPT)
+    assert len(first["sentences"][0]) > len(PROMPT)
+
+
+def test_seeded_sampling_repeats_and_seeds_differ(real_server_url: str) -> None:
+    runs = [
+        generate(real_server_url, tokens_to_generate=16, temperature=1.0, top_p=1.0, random_seed=seed)
+        ["sentences"][0]
+        for seed in (7, 7, 8)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_stop_string_ends_generation_early_and_stays_in_the_text(real_server_url: str) -> None:
+    full = generate(real_server_url, tokens_to_generate=32, greedy=True, end_strings=["<|endoftext|>"])
+    continuation = full["sentences"][0][len(PROMPT) :]
+    words = continuation.split()
+    assert len(words) >= 4, continuation
+    stop = words[2]
+    cut = generate(real_server_url, tokens_to_generate=32, greedy=True, end_strings=[stop])
+    sentence = cut["sentences"][0]
+    assert sentence.endswith(stop)
+    assert len(cut["tokens"][0]) < len(full["tokens"][0])
+
+
+def test_tokens_and_offsets_agree_with_the_sentence(real_server_url: str) -> None:
+    answer = generate(real_server_url, tokens_to_generate=12, greedy=True)
+    sentence, tokens, offsets = answer["sentences"][0], answer["tokens"][0], answer["offsets"][0]
+    assert len(tokens) == len(offsets) == len(answer["token_ids"][0])
+    assert "".join(tokens) == sentence
+    assert all(sentence[offset:].startswith(token) for token, offset in zip(tokens, offsets, strict=True))
+
+
+def test_logprobs_are_real_negative_numbers(real_server_url: str) -> None:
+    answer = generate(real_server_url, tokens_to_generate=8, greedy=True, compute_logprob=True)
+    logprobs = answer["logprob"][0]
+    assert len(logprobs) == 8
+    assert all(value <= 0 and math.isfinite(value) for value in logprobs)
+    assert any(value < -1e-4 for value in logprobs)
+    assert generate(real_server_url, tokens_to_generate=2, greedy=True)["logprob"] is None
+
+
+def test_several_sentences_and_min_tokens(real_server_url: str) -> None:
+    short = "The sky is"
+    answer = generate(
+        real_server_url,
+        sentences=[PROMPT, short],
+        tokens_to_generate=6,
+        min_tokens_to_generate=6,
+        greedy=True,
+    )
+    assert len(answer["sentences"]) == 2
+    assert answer["sentences"][1].startswith(short)
+    prompt_tokens = sum(1 for offset in answer["offsets"][1] if offset < len(short))
+    assert len(answer["tokens"][1]) - prompt_tokens == 6
+
+
+def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
+    response = requests.put(f"{real_server_url}/generate", json={"sentences": ["x"], "top_p": 3}, timeout=10)
+    assert (response.status_code, response.json()) == (200, "top_p must be a positive number less than or equal to 1.0")
+    assert requests.put(f"{real_server_url}/generate", json={}, timeout=10).status_code == 500
+
+
+def test_nemo_1_17_switch_ignores_end_strings() -> None:
+    process, url = start_server_process("--nemo-version", "1.17")
+    try:
+        full = generate(url, tokens_to_generate=20, greedy=True)
+        stop = full["sentences"][0][len(PROMPT) :].split()[1]
+        ignored = generate(url, tokens_to_generate=20, greedy=True, end_strings=[stop])
+        assert ignored["sentences"] == full["sentences"]
+    finally:
+        stop_server_process(process)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "steerlm.server", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_missing_or_non_gguf_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = run_cli("--model", str(tmp_path / "nope.gguf"))
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a model")
+    wrong = run_cli("--model", str(fake))
+    assert wrong.returncode == 2
+    assert "is not a GGUF file" in wrong.stderr
