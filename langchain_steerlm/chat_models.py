@@ -103,7 +103,11 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         options = self.generation_options(
-            {k: v for k, v in kwargs.items() if k in ("temperature", "max_tokens") and v is not None}
+            {
+                k: v
+                for k, v in kwargs.items()
+                if k in ("temperature", "max_tokens") and v is not None
+            }
         )
         params = LangSmithParams(
             ls_provider="steerlm",
@@ -265,7 +269,9 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         if len(inputs) < 2 or self.cache:
             return None
         conversations = [self._convert_input(item).to_messages() for item in inputs]
-        return self._plan(conversations, kwargs.get("stop"), {k: v for k, v in kwargs.items() if k != "stop"})
+        return self._plan(
+            conversations, kwargs.get("stop"), {k: v for k, v in kwargs.items() if k != "stop"}
+        )
 
 
 def _index(
@@ -294,7 +300,9 @@ def to_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
     Raises:
         SteerLMInputError: A message type SteerLM cannot render (tool results, images...).
     """
-    return [Turn(_role(message), message_text(message), _attributes(message)) for message in messages]
+    return [
+        Turn(_role(message), message_text(message), _attributes(message)) for message in messages
+    ]
 
 
 def _role(message: BaseMessage) -> Role:

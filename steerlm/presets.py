@@ -124,8 +124,9 @@ LLAMA2_13B_STEERLM = Preset(
         "helpfulness": 9,
         "not_appropriate": 0,
     },
-    # As on the model card: the model may start a new label line instead of ending its turn.
-    end_strings=("<extra_id_1>", "quality:", "quality:9", "quality:0"),
+    # As on the model card (the model may start a new label line instead of ending its
+    # turn), plus the label marker, at which NeMo's own chat endpoint stops too.
+    end_strings=("<extra_id_1>", "quality:", "quality:9", "quality:0", "<extra_id_2>"),
 )
 
 LLAMA2_70B_STEERLM_CHAT = Preset(
@@ -146,7 +147,7 @@ LLAMA2_70B_STEERLM_CHAT = Preset(
         "complexity": 4,
         "verbosity": 4,
     },
-    end_strings=("<extra_id_1>",),
+    end_strings=("<extra_id_1>", "<extra_id_2>"),
 )
 
 NEMOTRON3_8B_STEERLM = Preset(
@@ -178,7 +179,7 @@ NEMOTRON3_8B_STEERLM = Preset(
         "moral_judgement": 0,
         "lang": "en",
     },
-    end_strings=("<extra_id_1>",),
+    end_strings=("<extra_id_1>", "<extra_id_2>"),
 )
 
 #: The model of the seed model card, used when no preset is named.

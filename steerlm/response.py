@@ -123,11 +123,12 @@ def find_generation_start(sentence: str, prompt: str) -> int | None:
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """Cut ``text`` at the earliest stop string.
+    """Cut ``text`` at the earliest stop string and remove stray turn markers.
 
     The stop string is dropped, and so is the newline that ends the turn before it.
     NeMo returns the stop string it stopped at, and NeMo 1.17 ignores ``end_strings``
-    altogether, so this always runs on the client.
+    altogether, so this always runs on the client. A marker the model emitted that is
+    not a stop string (say ``<extra_id_3>``) is removed: answers never carry markers.
 
     Returns:
         The cut text, and the stop string found (None if there was none).
@@ -138,9 +139,9 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
         if found != -1 and (best is None or found < best[0]):
             best = (found, stop)
     if best is None:
-        return text, None
-    cut = text[: best[0]]
-    return cut.removesuffix("\n"), best[1]
+        return _ECHOED_MARKER.sub("", text), None
+    cut = text[: best[0]].removesuffix("\n")
+    return _ECHOED_MARKER.sub("", cut), best[1]
 
 
 def count_usage(tokens: Any, offsets: Any, generation_start: int) -> Usage | None:

@@ -147,12 +147,13 @@ class SteerLMSettings(BaseModel):
         return merge_attributes(self.resolved_preset, self.attributes, call_attributes)
 
     def plan_call(
-        self, conversations: Sequence[Sequence[Turn]], call_kwargs: Mapping[str, Any]
+        self, conversations: Sequence[Sequence[Turn] | str], call_kwargs: Mapping[str, Any]
     ) -> CallPlan:
         """Render prompts and options for one call; raises before any network I/O.
 
         Args:
-            conversations: One list of turns per prompt.
+            conversations: One list of turns per prompt, or a string: a prompt that is
+                already in the SteerLM format, sent as it is.
             call_kwargs: Per-call keywords: ``attributes``, ``stop``, ``model`` (the name
                 to report; one server serves one model) and any generation option
                 (``max_tokens``, ``temperature``...). None values are ignored.
@@ -176,7 +177,10 @@ class SteerLMSettings(BaseModel):
         )
         options = self.generation_options(kwargs)
         prompts = tuple(
-            build_prompt(turns, attributes, preset, self.system_prompt) for turns in conversations
+            turns
+            if isinstance(turns, str)
+            else build_prompt(turns, attributes, preset, self.system_prompt)
+            for turns in conversations
         )
         return CallPlan(
             prompts=prompts,

@@ -63,11 +63,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server_process(*args: str, ready_timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
+def start_server_process(
+    *args: str, ready_timeout: float = 60.0
+) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m steerlm.server`` on a free port and wait for ``/health``."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "steerlm.server", "--port", str(port), "--log-level", "WARNING", *args],
+        [
+            sys.executable,
+            "-m",
+            "steerlm.server",
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

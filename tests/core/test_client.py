@@ -47,6 +47,7 @@ def test_wire_request_sends_explicit_keys_and_greedy(nemo: NeMoServer) -> None:
             "quality:",
             "quality:9",
             "quality:0",
+            "<extra_id_2>",
             "END",
             "###",
             "<|endoftext|>",

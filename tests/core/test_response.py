@@ -96,3 +96,16 @@ def test_logprobs_of_generated_tokens(nemo: NeMoServer, engine: ScriptedEngine) 
 def test_markers_and_unicode_inside_an_answer(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     engine.script("Ünïcødé — ok")
     assert ask(nemo).text == "Ünïcødé — ok"
+
+
+def test_stray_markers_are_removed_from_the_answer(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    engine.script("<extra_id_3>The sea is wide.")
+    assert ask(nemo).text == "The sea is wide."
+
+
+def test_label_marker_ends_the_answer(nemo: NeMoServer, engine: ScriptedEngine) -> None:
+    engine.script("Done.\n<extra_id_2>quality:9\nMore")
+    completion = ask(nemo)
+    assert (completion.text, completion.stop_string) == ("Done.", "<extra_id_2>")

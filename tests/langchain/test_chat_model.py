@@ -85,12 +85,19 @@ def test_answer_carries_clean_content_usage_and_metadata(
     assert len(metadata["logprobs"]) == 7
 
 
-def test_length_finish_reason_and_overrides(llm: SteerLMChat, nemo: NeMoServer, engine: ScriptedEngine) -> None:
+def test_length_finish_reason_and_overrides(
+    llm: SteerLMChat, nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
     engine.script("one two three four")
     message = llm.invoke("count", max_tokens=3, temperature=0.5, top_k=4)
     assert message.response_metadata["finish_reason"] == "length"
     body = nemo.received[-1]
-    assert (body["tokens_to_generate"], body["temperature"], body["top_k"], body["greedy"]) == (3, 0.5, 4, False)
+    assert (body["tokens_to_generate"], body["temperature"], body["top_k"], body["greedy"]) == (
+        3,
+        0.5,
+        4,
+        False,
+    )
 
 
 def test_invalid_attributes_raise_before_any_request(llm: SteerLMChat, nemo: NeMoServer) -> None:
@@ -110,7 +117,9 @@ def test_invalid_configuration_fails_at_construction() -> None:
         SteerLMChat(preset="llama3")
 
 
-def test_stops_from_instance_call_and_preset_all_apply(nemo: NeMoServer, engine: ScriptedEngine) -> None:
+def test_stops_from_instance_call_and_preset_all_apply(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
     nemo.nemo_version = "1.17"  # server ignores end_strings: the client must cut
     llm = SteerLMChat(base_url=nemo.base_url, stop=["INST"])
     assert nemo.received == []
@@ -119,7 +128,14 @@ def test_stops_from_instance_call_and_preset_all_apply(nemo: NeMoServer, engine:
     assert llm.invoke("x", stop=["CALL"]).content == "a "
     assert llm.invoke("x").content == "a "
     assert nemo.received[-2]["end_strings"] == [
-        "<extra_id_1>", "quality:", "quality:9", "quality:0", "INST", "CALL", "<|endoftext|>",
+        "<extra_id_1>",
+        "quality:",
+        "quality:9",
+        "quality:0",
+        "<extra_id_2>",
+        "INST",
+        "CALL",
+        "<|endoftext|>",
     ]
 
 
@@ -170,7 +186,9 @@ class _TokenCounter(BaseCallbackHandler):
         self.ends += 1
 
 
-def test_stream_fires_callbacks_and_carries_usage_once(llm: SteerLMChat, engine: ScriptedEngine) -> None:
+def test_stream_fires_callbacks_and_carries_usage_once(
+    llm: SteerLMChat, engine: ScriptedEngine
+) -> None:
     engine.script("streamed answer")
     handler = _TokenCounter()
     chunks = list(llm.stream("hi", config={"callbacks": [handler]}))
@@ -188,7 +206,9 @@ def test_core_errors_reach_the_user_unchanged(dead_url: str, nemo: NeMoServer) -
         SteerLMChat(base_url=nemo.base_url).invoke("hi")
 
 
-def test_text_blocks_are_joined_and_other_blocks_rejected(llm: SteerLMChat, nemo: NeMoServer) -> None:
+def test_text_blocks_are_joined_and_other_blocks_rejected(
+    llm: SteerLMChat, nemo: NeMoServer
+) -> None:
     llm.invoke([HumanMessage(content=[{"type": "text", "text": "Hello "}, "world"])])
     assert "<extra_id_1>User\nHello world\n" in sent_prompt(nemo)
     image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
@@ -198,7 +218,9 @@ def test_text_blocks_are_joined_and_other_blocks_rejected(llm: SteerLMChat, nemo
         llm.invoke([HumanMessage("hi"), ToolMessage("42", tool_call_id="1")])
 
 
-def test_answers_are_reused_with_their_attributes_in_history(llm: SteerLMChat, nemo: NeMoServer) -> None:
+def test_answers_are_reused_with_their_attributes_in_history(
+    llm: SteerLMChat, nemo: NeMoServer
+) -> None:
     first = llm.invoke("Tell a joke", attributes={"humor": 9})
     llm.invoke([HumanMessage("Tell a joke"), first, HumanMessage("Now seriously")])
     prompt = sent_prompt(nemo)
@@ -259,8 +281,10 @@ def test_rag_chain_puts_retrieved_context_in_the_prompt(
         [("system", "Use this context:\n{context}"), ("human", "{question}")]
     )
     chain = (
-        {"context": retriever | (lambda docs: "\n".join(d.page_content for d in docs)),
-         "question": RunnablePassthrough()}
+        {
+            "context": retriever | (lambda docs: "\n".join(d.page_content for d in docs)),
+            "question": RunnablePassthrough(),
+        }
         | prompt
         | llm
         | StrOutputParser()

@@ -39,8 +39,9 @@ def test_greedy_answers_are_identical(real_server_url: str) -> None:
 
 def test_seeded_sampling_repeats_and_seeds_differ(real_server_url: str) -> None:
     runs = [
-        generate(real_server_url, tokens_to_generate=16, temperature=1.0, top_p=1.0, random_seed=seed)
-        ["sentences"][0]
+        generate(
+            real_server_url, tokens_to_generate=16, temperature=1.0, top_p=1.0, random_seed=seed
+        )["sentences"][0]
         for seed in (7, 7, 8)
     ]
     assert runs[0] == runs[1]
@@ -48,7 +49,9 @@ def test_seeded_sampling_repeats_and_seeds_differ(real_server_url: str) -> None:
 
 
 def test_stop_string_ends_generation_early_and_stays_in_the_text(real_server_url: str) -> None:
-    full = generate(real_server_url, tokens_to_generate=32, greedy=True, end_strings=["<|endoftext|>"])
+    full = generate(
+        real_server_url, tokens_to_generate=32, greedy=True, end_strings=["<|endoftext|>"]
+    )
     continuation = full["sentences"][0][len(PROMPT) :]
     words = continuation.split()
     assert len(words) >= 4, continuation
@@ -64,7 +67,9 @@ def test_tokens_and_offsets_agree_with_the_sentence(real_server_url: str) -> Non
     sentence, tokens, offsets = answer["sentences"][0], answer["tokens"][0], answer["offsets"][0]
     assert len(tokens) == len(offsets) == len(answer["token_ids"][0])
     assert "".join(tokens) == sentence
-    assert all(sentence[offset:].startswith(token) for token, offset in zip(tokens, offsets, strict=True))
+    assert all(
+        sentence[offset:].startswith(token) for token, offset in zip(tokens, offsets, strict=True)
+    )
 
 
 def test_logprobs_are_real_negative_numbers(real_server_url: str) -> None:
@@ -92,8 +97,13 @@ def test_several_sentences_and_min_tokens(real_server_url: str) -> None:
 
 
 def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
-    response = requests.put(f"{real_server_url}/generate", json={"sentences": ["x"], "top_p": 3}, timeout=10)
-    assert (response.status_code, response.json()) == (200, "top_p must be a positive number less than or equal to 1.0")
+    response = requests.put(
+        f"{real_server_url}/generate", json={"sentences": ["x"], "top_p": 3}, timeout=10
+    )
+    assert (response.status_code, response.json()) == (
+        200,
+        "top_p must be a positive number less than or equal to 1.0",
+    )
     assert requests.put(f"{real_server_url}/generate", json={}, timeout=10).status_code == 500
 
 

@@ -24,7 +24,11 @@ def put(nemo: NeMoServer, body: Any) -> requests.Response:
         ("temperature", 101, "temperature must be a positive number less than or equal to 100.0"),
         ("top_p", 1.5, "top_p must be a positive number less than or equal to 1.0"),
         ("top_k", -1, "top_k must be a positive integer number"),
-        ("repetition_penalty", 0.9, "repetition_penalty must be a positive number no less than 1.0"),
+        (
+            "repetition_penalty",
+            0.9,
+            "repetition_penalty must be a positive number no less than 1.0",
+        ),
         ("greedy", "yes", "greedy must be a boolean value"),
         ("add_BOS", 1, "add_BOS must be a boolean value"),
         ("all_probs", None, "all_probs must be a boolean value"),
@@ -57,14 +61,18 @@ def test_answer_shape_and_unknown_keys_ignored(nemo: NeMoServer, engine: Scripte
     answer = response.json()
     assert answer["sentences"] == ["A: one", "B: two"]
     assert set(answer) == {"sentences", "tokens", "logprob", "token_ids", "offsets"}
-    for sentence, tokens, offsets in zip(answer["sentences"], answer["tokens"], answer["offsets"], strict=True):
+    for sentence, tokens, offsets in zip(
+        answer["sentences"], answer["tokens"], answer["offsets"], strict=True
+    ):
         assert "".join(tokens) == sentence
         assert [sentence[o:] for o in offsets][-1] == tokens[-1]
     assert answer["logprob"][0] == [-0.25] * (len(answer["tokens"][0]) - 1)
     assert "full_logprob" in put(nemo, {"sentences": ["x"], "all_probs": True}).json()
 
 
-def test_end_strings_stop_generation_and_stay_in_the_text(nemo: NeMoServer, engine: ScriptedEngine) -> None:
+def test_end_strings_stop_generation_and_stay_in_the_text(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
     engine.script("a b STOP c d")
     answer = put(nemo, {"sentences": ["> "], "end_strings": ["STOP"]}).json()
     assert answer["sentences"] == ["> a b STOP"]
