@@ -219,7 +219,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         *,
         return_exceptions: bool = False,
         **kwargs: Any,
-    ) -> list[BaseMessage]:
+    ) -> list[AIMessage]:
         """Answer many inputs with one request to the server (128 prompts per request).
 
         Each input still gets its own run, callbacks and trace. Keywords apply to all
@@ -245,7 +245,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         *,
         return_exceptions: bool = False,
         **kwargs: Any,
-    ) -> list[BaseMessage]:
+    ) -> list[AIMessage]:
         """Async :meth:`batch`: one non-blocking request for all inputs."""
         plan = self._batch_plan(inputs, kwargs)
         if plan is None:

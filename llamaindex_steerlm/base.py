@@ -21,7 +21,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
-from steerlm.attributes import AttributeValue
+from steerlm.presets import AttributeValue
 from steerlm.types import Role
 
 _ROLES: dict[MessageRole, Role] = {

@@ -13,6 +13,8 @@ from steerlm.types import Completion, FinishReason, Usage
 
 # A turn marker as a tokenizer may echo it: possibly re-spaced inside the brackets.
 _ECHOED_MARKER = re.compile(r"<\s*extra_id_\s*\d+\s*>")
+# The start of a marker cut off by the token limit, e.g. "<extra_" at the very end.
+_PARTIAL_MARKER = re.compile(r"<(?:e(?:x(?:t(?:r(?:a(?:_(?:i(?:d(?:_\d*)?)?)?)?)?)?)?)?)?$")
 
 
 def decode_body(url: str, status: int, text: str) -> dict[str, Any]:
@@ -128,7 +130,8 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     The stop string is dropped, and so is the newline that ends the turn before it.
     NeMo returns the stop string it stopped at, and NeMo 1.17 ignores ``end_strings``
     altogether, so this always runs on the client. A marker the model emitted that is
-    not a stop string (say ``<extra_id_3>``) is removed: answers never carry markers.
+    not a stop string (say ``<extra_id_3>``), or one cut off by the token limit at the
+    end, is removed: answers never carry markers.
 
     Returns:
         The cut text, and the stop string found (None if there was none).
@@ -139,7 +142,7 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
         if found != -1 and (best is None or found < best[0]):
             best = (found, stop)
     if best is None:
-        return _ECHOED_MARKER.sub("", text), None
+        return _PARTIAL_MARKER.sub("", _ECHOED_MARKER.sub("", text)), None
     cut = text[: best[0]].removesuffix("\n")
     return _ECHOED_MARKER.sub("", cut), best[1]
 

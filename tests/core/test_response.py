@@ -109,3 +109,10 @@ def test_label_marker_ends_the_answer(nemo: NeMoServer, engine: ScriptedEngine) 
     engine.script("Done.\n<extra_id_2>quality:9\nMore")
     completion = ask(nemo)
     assert (completion.text, completion.stop_string) == ("Done.", "<extra_id_2>")
+
+
+def test_a_marker_cut_off_by_the_length_limit_is_removed(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    engine.script("Cats are smart.\n<extra_")  # as a BPE model emits the first pieces
+    assert ask(nemo).text == "Cats are smart.\n"

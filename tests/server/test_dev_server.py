@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import start_server_process, stop_server_process
+from steerlm.server.process import dev_server
 
 pytestmark = pytest.mark.integration
 
@@ -108,14 +108,11 @@ def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
 
 
 def test_nemo_1_17_switch_ignores_end_strings() -> None:
-    process, url = start_server_process("--nemo-version", "1.17")
-    try:
+    with dev_server("--nemo-version", "1.17", "--log-level", "WARNING") as url:
         full = generate(url, tokens_to_generate=20, greedy=True)
         stop = full["sentences"][0][len(PROMPT) :].split()[1]
         ignored = generate(url, tokens_to_generate=20, greedy=True, end_strings=[stop])
         assert ignored["sentences"] == full["sentences"]
-    finally:
-        stop_server_process(process)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
