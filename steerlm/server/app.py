@@ -116,6 +116,9 @@ class NeMoServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: NeMoServer
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client would
+    # wait for a delayed ACK (about 40 ms) on every answer.
+    disable_nagle_algorithm = True
 
     def do_PUT(self) -> None:
         if self.path != "/generate":
