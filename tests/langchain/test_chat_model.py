@@ -23,21 +23,12 @@ from steerlm import (
     SteerLMServerError,
 )
 from steerlm.server import Fault, NeMoServer, ScriptedEngine
-
-LABELS = "quality:9,toxicity:0,humor:0,creativity:0,violence:0,helpfulness:9,not_appropriate:0"
+from tests.helpers import LABELS, label_line, sent_prompt
 
 
 @pytest.fixture
 def llm(nemo: NeMoServer) -> SteerLMChat:
     return SteerLMChat(base_url=nemo.base_url)
-
-
-def sent_prompt(nemo: NeMoServer, index: int = -1) -> str:
-    return str(nemo.received[index]["sentences"][0])
-
-
-def label_line(prompt: str) -> str:
-    return prompt.rsplit("<extra_id_2>", 1)[1]
 
 
 def test_exact_prompt_for_a_multi_turn_conversation(llm: SteerLMChat, nemo: NeMoServer) -> None:

@@ -7,16 +7,12 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_steerlm import SteerLMChat
+from tests.langchain.standard import SteerLMStandardSettings
 
 pytestmark = pytest.mark.integration
 
 
-class TestSteerLMChatIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[SteerLMChat]:
-        return SteerLMChat
-
+class TestSteerLMChatIntegration(SteerLMStandardSettings, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         # A 135M model on a CPU: keep answers short so the suite stays fast.
@@ -27,15 +23,3 @@ class TestSteerLMChatIntegration(ChatModelIntegrationTests):
         # Some standard tests build their own instance from chat_model_params: point every
         # instance at the dev server through the documented environment variable.
         monkeypatch.setenv("STEERLM_BASE_URL", real_server_url)
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False  # no native tool calling
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def model_override_value(self) -> str:
-        return "my-steerlm-finetune"

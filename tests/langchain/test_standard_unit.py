@@ -6,14 +6,10 @@ from typing import Any
 
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from langchain_steerlm import SteerLMChat
+from tests.langchain.standard import SteerLMStandardSettings
 
 
-class TestSteerLMChatUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[SteerLMChat]:
-        return SteerLMChat
-
+class TestSteerLMChatUnit(SteerLMStandardSettings, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"base_url": "http://127.0.0.1:5555", "attributes": {"humor": 2}}
@@ -25,15 +21,3 @@ class TestSteerLMChatUnit(ChatModelUnitTests):
             {},
             {"base_url": "http://steerlm.example:8080"},
         )
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False  # SteerLM has no native tool calling
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def model_override_value(self) -> str:
-        return "my-steerlm-finetune"

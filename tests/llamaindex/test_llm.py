@@ -13,22 +13,13 @@ from llama_index.core.tools import FunctionTool
 from llamaindex_steerlm import SteerLMChat
 from steerlm import InvalidAttributesError, SteerLMConnectionError, SteerLMInputError
 from steerlm.server import NeMoServer, ScriptedEngine
+from tests.helpers import LABELS, label_line, sent_prompt
 from tests.llamaindex.conftest import WordCountEmbedding
-
-LABELS = "quality:9,toxicity:0,humor:0,creativity:0,violence:0,helpfulness:9,not_appropriate:0"
 
 
 @pytest.fixture
 def llm(nemo: NeMoServer) -> SteerLMChat:
     return SteerLMChat(base_url=nemo.base_url)
-
-
-def sent_prompt(nemo: NeMoServer, index: int = -1) -> str:
-    return str(nemo.received[index]["sentences"][0])
-
-
-def label_line(prompt: str) -> str:
-    return prompt.rsplit("<extra_id_2>", 1)[1]
 
 
 def user(text: str) -> ChatMessage:

@@ -1,0 +1,23 @@
+"""What LangChain's standard suites need to know about SteerLMChat, for both of them."""
+
+from __future__ import annotations
+
+from langchain_steerlm import SteerLMChat
+
+
+class SteerLMStandardSettings:
+    @property
+    def chat_model_class(self) -> type[SteerLMChat]:
+        return SteerLMChat
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # SteerLM has no native tool calling
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False  # with_structured_output needs tool calling
+
+    @property
+    def model_override_value(self) -> str:
+        return "my-steerlm-finetune"  # a per-call `model` only renames the reported model
