@@ -43,6 +43,7 @@ def build_prompt(
     attributes: Mapping[str, AttributeValue],
     preset: Preset,
     system_prompt: str | None = None,
+    system_suffix: str = "",
 ) -> str:
     """Render ``turns`` into a SteerLM generation prompt that ends with the label line.
 
@@ -53,6 +54,8 @@ def build_prompt(
         preset: The model preset (canonical key order, default system prompt).
         system_prompt: System text used when ``turns`` has no system turn; the preset's
             default when None.
+        system_suffix: Text added, after a blank line, to the system turn (tool and JSON
+            instructions); it is ours, so it is not neutralised.
 
     Returns:
         The prompt, ending with ``<extra_id_2>{labels}\\n``.
@@ -75,7 +78,10 @@ def build_prompt(
         system = SYSTEM_JOINER.join(system_texts)
     else:
         system = preset.system_prompt if system_prompt is None else system_prompt
-    parts = [f"{SYSTEM_MARKER}System\n{neutralize_markers(system)}\n"]
+    system = neutralize_markers(system)
+    if system_suffix:
+        system = f"{system}{SYSTEM_JOINER}{system_suffix}" if system else system_suffix
+    parts = [f"{SYSTEM_MARKER}System\n{system}\n"]
     parts += _render_dialogue(dialogue, labels, preset)
     parts.append(f"{TURN_MARKER}Assistant\n{LABEL_MARKER}{labels}\n")
     return "".join(parts)

@@ -20,10 +20,19 @@ from steerlm.errors import SteerLMInputError
 from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
 from steerlm.presets import AttributeValue, Preset, get_preset
 from steerlm.prompt import build_prompt
+from steerlm.tools import (
+    NONE,
+    ParsedAnswer,
+    ToolSpec,
+    json_instructions,
+    normalize_tool_choice,
+    parse_tool_calls,
+    tool_instructions,
+)
 from steerlm.types import Completion, Turn
 
 #: Per-call keywords besides the generation options.
-CALL_KEYWORDS = frozenset({"attributes", "stop", "model"})
+CALL_KEYWORDS = frozenset({"attributes", "stop", "model", "tools", "tool_choice", "json_schema"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class CallPlan:
         options: Decoding settings.
         stops: End strings: preset's, instance's, call's, then ``<|endoftext|>``.
         model_name: Model name to report (a per-call ``model`` overrides the instance's).
+        tools: Tools the model was told about; their calls are parsed from the answer.
     """
 
     prompts: tuple[str, ...]
@@ -43,6 +53,7 @@ class CallPlan:
     options: GenerationOptions
     stops: tuple[str, ...]
     model_name: str
+    tools: tuple[ToolSpec, ...] = ()
 
 
 class SteerLMSettings(BaseModel):
@@ -155,8 +166,10 @@ class SteerLMSettings(BaseModel):
             conversations: One list of turns per prompt, or a string: a prompt that is
                 already in the SteerLM format, sent as it is.
             call_kwargs: Per-call keywords: ``attributes``, ``stop``, ``model`` (the name
-                to report; one server serves one model) and any generation option
-                (``max_tokens``, ``temperature``...). None values are ignored.
+                to report; one server serves one model), ``tools`` (ToolSpecs) with
+                ``tool_choice``, ``json_schema`` (ask for a JSON answer), and any
+                generation option (``max_tokens``, ``temperature``...). None values are
+                ignored.
 
         Raises:
             SteerLMInputError: An unknown keyword, a bad option, bad attributes or a
@@ -167,7 +180,7 @@ class SteerLMSettings(BaseModel):
         if unknown:
             raise SteerLMInputError(
                 f"Unknown keyword(s) {', '.join(map(repr, unknown))} for a SteerLM call. "
-                f"Valid: attributes, stop, model, {', '.join(sorted(OPTION_NAMES))}."
+                f"Valid: {', '.join(sorted(CALL_KEYWORDS | OPTION_NAMES))}."
             )
         model_name = str(kwargs.pop("model", None) or self.model_name)
         preset = self.resolved_preset
@@ -175,11 +188,16 @@ class SteerLMSettings(BaseModel):
         stops = end_strings(
             preset.end_strings, normalize_stop(self.stop), normalize_stop(kwargs.pop("stop", None))
         )
+        tools, instructions = _instructions(
+            kwargs.pop("tools", ()),
+            kwargs.pop("tool_choice", None),
+            kwargs.pop("json_schema", None),
+        )
         options = self.generation_options(kwargs)
         prompts = tuple(
             turns
             if isinstance(turns, str)
-            else build_prompt(turns, attributes, preset, self.system_prompt)
+            else build_prompt(turns, attributes, preset, self.system_prompt, instructions)
             for turns in conversations
         )
         return CallPlan(
@@ -188,7 +206,15 @@ class SteerLMSettings(BaseModel):
             options=options,
             stops=stops,
             model_name=model_name,
+            tools=tools,
         )
+
+    @staticmethod
+    def parse_answer(plan: CallPlan, completion: Completion) -> ParsedAnswer:
+        """Split a completion into content and tool calls (none unless tools were sent)."""
+        if not plan.tools:
+            return ParsedAnswer(content=completion.text, tool_calls=[], invalid_tool_calls=[])
+        return parse_tool_calls(completion.text, plan.tools)
 
     def send(self, plan: CallPlan) -> list[Completion]:
         """Send a planned call; one request per 128 prompts."""
@@ -197,3 +223,22 @@ class SteerLMSettings(BaseModel):
     async def asend(self, plan: CallPlan) -> list[Completion]:
         """Async :meth:`send`, non-blocking."""
         return await self._client.agenerate(plan.prompts, plan.options, plan.stops)
+
+
+def _instructions(
+    tools: Sequence[ToolSpec], tool_choice: str | None, json_schema: Mapping[str, Any] | None
+) -> tuple[tuple[ToolSpec, ...], str]:
+    """The tools whose calls to parse, and the system-turn text that announces them."""
+    tools = tuple(tools)
+    if not all(isinstance(tool, ToolSpec) for tool in tools):
+        raise SteerLMInputError("tools must be steerlm.tools.ToolSpec objects.")
+    parts = []
+    if tools:
+        choice = normalize_tool_choice(tool_choice, tools)
+        if choice == NONE:
+            tools = ()
+        else:
+            parts.append(tool_instructions(tools, choice))
+    if json_schema is not None:
+        parts.append(json_instructions(json_schema))
+    return tools, "\n\n".join(parts)
