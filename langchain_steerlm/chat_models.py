@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -16,13 +19,31 @@ from langchain_core.messages import (
     ChatMessage,
     HumanMessage,
     SystemMessage,
+    ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
-from pydantic import Field
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableMap,
+    RunnablePassthrough,
+)
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from pydantic import BaseModel, Field
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
+from steerlm.tools import (
+    ToolSpec,
+    extract_json,
+    format_tool_calls,
+    format_tool_result,
+    normalize_tool_choice,
+    schema_problem,
+)
 from steerlm.types import Role
 
 # Completions fetched in one request by batch()/abatch(), keyed by prompt, for the
@@ -30,6 +51,12 @@ from steerlm.types import Role
 _PREFETCHED: contextvars.ContextVar[dict[str, deque[Completion | BaseException]] | None] = (
     contextvars.ContextVar("steerlm_prefetched", default=None)
 )
+
+# Keywords LangChain itself passes along to _generate; they are not ours to validate.
+_FRAMEWORK_KWARGS = frozenset({"stream", "ls_structured_output_format", "structured_output_format"})
+
+# Content blocks that duplicate AIMessage.tool_calls (Anthropic-style and v1 blocks).
+_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call"})
 
 _ROLES: dict[str, Role] = {
     "system": "system",
@@ -126,14 +153,22 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
     def _plan(
         self, conversations: Sequence[Sequence[BaseMessage]], stop: list[str] | None, kwargs: Any
     ) -> CallPlan:
-        kwargs = {k: v for k, v in kwargs.items() if k != "stream"}
+        kwargs = {k: v for k, v in kwargs.items() if k not in _FRAMEWORK_KWARGS}
         return self.plan_call(
             [to_turns(messages) for messages in conversations], {**kwargs, "stop": stop}
         )
 
     def _chat_result(self, completion: Completion, plan: CallPlan) -> ChatResult:
+        answer = self.parse_answer(plan, completion)
         message = AIMessage(
-            content=completion.text,
+            content=answer.content,
+            tool_calls=[
+                tool_call(name=c.name, args=c.arguments, id=c.id) for c in answer.tool_calls
+            ],
+            invalid_tool_calls=[
+                invalid_tool_call(name=c.name, args=c.arguments, id=c.id, error=c.error)
+                for c in answer.invalid_tool_calls
+            ],
             usage_metadata=_usage(completion),
             response_metadata=self._response_metadata(completion, plan),
         )
@@ -206,11 +241,93 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content=message.content,
+                tool_call_chunks=[
+                    {
+                        "type": "tool_call_chunk",
+                        "name": call["name"],
+                        "args": json.dumps(call["args"]),
+                        "id": call["id"],
+                        "index": index,
+                    }
+                    for index, call in enumerate(message.tool_calls)
+                ],
                 usage_metadata=message.usage_metadata,
                 response_metadata=message.response_metadata,
                 chunk_position="last",
             )
         )
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Describe ``tools`` to the model in the system turn; parse its calls.
+
+        SteerLM has no native tool calling: the tools and a fixed calling convention go
+        into the system turn (see the README), and the answer's calls are parsed into
+        ``AIMessage.tool_calls``. Malformed calls become ``invalid_tool_calls``.
+
+        Args:
+            tools: LangChain tools, pydantic models, functions or OpenAI-style dicts.
+            tool_choice: ``"auto"`` (or None), ``"any"``/``"required"``/True, ``"none"``,
+                or a tool name (also as ``{"type": "function", "function": {"name": ...}}``).
+            **kwargs: Other per-call keywords to bind.
+        """
+        specs = [ToolSpec.from_openai(convert_to_openai_tool(tool)) for tool in tools]
+        choice = normalize_tool_choice(_tool_choice_name(tool_choice), specs)
+        return self.bind(tools=specs, tool_choice=choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answer with a JSON value matching ``schema``, parsed and validated.
+
+        Args:
+            schema: A pydantic model (the result is an instance), a TypedDict or a JSON
+                schema (the result is a dict).
+            method: ``"json_schema"`` puts the schema in the system turn and reads the
+                JSON from the answer, even wrapped in prose or a code fence;
+                ``"function_calling"`` asks for a call of a tool named after the schema;
+                ``"json_mode"`` is ``"json_schema"``.
+            include_raw: Return ``{"raw", "parsed", "parsing_error"}`` instead of raising
+                on an answer that does not parse.
+            strict: Accepted for compatibility; answers are always validated against the
+                schema, since the server cannot constrain decoding.
+        """
+        if schema is None:
+            raise SteerLMInputError("with_structured_output needs a schema.")
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if method not in ("json_schema", "json_mode"):
+            raise SteerLMInputError(
+                f"Unknown method {method!r}: use 'json_schema', 'function_calling' or 'json_mode'."
+            )
+        if kwargs:
+            raise SteerLMInputError(f"Unsupported arguments: {', '.join(kwargs)}.")
+        json_schema = _json_schema(schema)
+        llm = self.bind(
+            json_schema=json_schema,
+            ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
+        )
+        parser: Runnable[BaseMessage, dict[str, Any] | BaseModel] = RunnableLambda(
+            lambda message: parse_structured(message, schema, json_schema)
+        )
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
 
     def batch(
         self,
@@ -297,12 +414,30 @@ def _take_prefetched(plan: CallPlan) -> Completion | None:
 def to_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
     """Translate LangChain messages into neutral turns.
 
+    Tool calls of earlier answers are written back in the calling convention, and tool
+    results become user turns, so an agent loop keeps a correct history.
+
     Raises:
-        SteerLMInputError: A message type SteerLM cannot render (tool results, images...).
+        SteerLMInputError: A message SteerLM cannot render (images, audio, files...).
     """
-    return [
-        Turn(_role(message), message_text(message), _attributes(message)) for message in messages
-    ]
+    tool_names = {
+        call["id"]: call["name"]
+        for message in messages
+        if isinstance(message, AIMessage)
+        for call in message.tool_calls
+    }
+    turns = []
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            name = message.name or tool_names.get(message.tool_call_id)
+            turns.append(Turn("user", format_tool_result(name, message_text(message))))
+        elif isinstance(message, AIMessage) and message.tool_calls:
+            calls = format_tool_calls((c["name"], c["args"]) for c in message.tool_calls)
+            text = "\n".join(filter(None, [message_text(message), calls]))
+            turns.append(Turn("assistant", text, _attributes(message)))
+        else:
+            turns.append(Turn(_role(message), message_text(message), _attributes(message)))
+    return turns
 
 
 def _role(message: BaseMessage) -> Role:
@@ -316,8 +451,8 @@ def _role(message: BaseMessage) -> Role:
         return _ROLES[message.role]
     raise SteerLMInputError(
         f"SteerLMChat cannot render a {type(message).__name__} "
-        f"(role {getattr(message, 'role', message.type)!r}): use system, human and AI "
-        "messages. SteerLM has no native tool calling."
+        f"(role {getattr(message, 'role', message.type)!r}): use system, human, AI and "
+        "tool messages."
     )
 
 
@@ -336,6 +471,8 @@ def message_text(message: BaseMessage) -> str:
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
+        elif isinstance(block, dict) and block.get("type") in _CALL_BLOCKS:
+            continue  # a provider's copy of a tool call: rendered from message.tool_calls
         else:
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise SteerLMInputError(
@@ -358,3 +495,47 @@ def _usage(completion: Completion) -> UsageMetadata | None:
         output_tokens=completion.usage.completion_tokens,
         total_tokens=completion.usage.total_tokens,
     )
+
+
+def _tool_choice_name(choice: str | bool | dict[str, Any] | None) -> str | None:
+    if choice is True:
+        return "any"
+    if choice is False:
+        return None
+    if isinstance(choice, dict):
+        return str(choice.get("function", {}).get("name") or choice.get("name"))
+    return choice
+
+
+def _json_schema(schema: dict[str, Any] | type) -> dict[str, Any]:
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return convert_to_json_schema(schema)
+
+
+def parse_structured(
+    message: BaseMessage, schema: dict[str, Any] | type, json_schema: dict[str, Any]
+) -> dict[str, Any] | BaseModel:
+    """Read and validate the JSON answer of ``with_structured_output``.
+
+    Raises:
+        OutputParserException: No JSON, or JSON that does not match the schema.
+    """
+    text = message_text(message)
+    try:
+        value = extract_json(text)
+    except ValueError as exc:
+        raise OutputParserException(str(exc), llm_output=text) from exc
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            return schema.model_validate(value)
+        except ValueError as exc:
+            raise OutputParserException(
+                f"The JSON does not match {schema.__name__}: {exc}", llm_output=text
+            ) from exc
+    problem = schema_problem(value, json_schema, "answer")
+    if problem or not isinstance(value, dict):
+        raise OutputParserException(
+            f"The JSON does not match the schema: {problem or 'not an object'}", llm_output=text
+        )
+    return value

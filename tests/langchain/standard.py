@@ -12,11 +12,15 @@ class SteerLMStandardSettings:
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # SteerLM has no native tool calling
+        return True  # through the prompt convention of steerlm.tools
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False  # with_structured_output needs tool calling
+        return True
 
     @property
     def model_override_value(self) -> str:
