@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -16,13 +16,21 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
+    ToolCallBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.prompts import BasePromptTemplate
+from pydantic import BaseModel
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
 from steerlm.presets import AttributeValue
+from steerlm.tools import REQUIRED, ToolSpec, extract_json, format_tool_calls, format_tool_result
 from steerlm.types import Role
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
 
 _ROLES: dict[MessageRole, Role] = {
     MessageRole.SYSTEM: "system",
@@ -39,7 +47,7 @@ _REACT_FORMAT_HINT = "Observation:"
 _REACT_STOP = "\nObservation:"
 
 
-class SteerLMChat(LLM, SteerLMSettings):
+class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     """NVIDIA SteerLM chat model for LlamaIndex, served by NeMo's text-generation server.
 
     Answers are steered by *attributes* (quality, humor, toxicity...): defaults on the
@@ -72,6 +80,7 @@ class SteerLMChat(LLM, SteerLMSettings):
             context_window=self.resolved_preset.context_window,
             num_output=self.max_tokens,
             is_chat_model=True,
+            is_function_calling_model=True,  # through the prompt convention of steerlm.tools
             model_name=self.model_name,
         )
 
@@ -97,6 +106,16 @@ class SteerLMChat(LLM, SteerLMSettings):
         return self.plan_call([prompt if formatted else [Turn("user", prompt)]], kwargs)
 
     def _chat_response(self, completion: Completion, plan: CallPlan) -> ChatResponse:
+        answer = self.parse_answer(plan, completion)
+        calls: dict[str, Any] = {}
+        if plan.tools:
+            calls["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in answer.tool_calls
+            ]
+            calls["invalid_tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments, "error": c.error}
+                for c in answer.invalid_tool_calls
+            ]
         usage: dict[str, Any] = {}
         if completion.usage is not None:
             usage = {
@@ -106,13 +125,13 @@ class SteerLMChat(LLM, SteerLMSettings):
             }
         message = ChatMessage(
             role=MessageRole.ASSISTANT,
-            content=completion.text,
-            additional_kwargs={"attributes": dict(plan.attributes)},
+            content=answer.content,
+            additional_kwargs={"attributes": dict(plan.attributes), **calls},
         )
         return ChatResponse(
             message=message,
             raw=completion.raw,
-            delta=completion.text,
+            delta=answer.content,
             logprobs=None,
             additional_kwargs={
                 **usage,
@@ -155,6 +174,101 @@ class SteerLMChat(LLM, SteerLMSettings):
             yield self._chat_response((await self.asend(plan))[0], plan)
 
         return gen()
+
+    # -- tools and structured output ----------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
+        elif user_msg is not None:
+            messages.append(user_msg)
+        specs = [
+            ToolSpec(
+                name=tool.metadata.get_name(),
+                description=tool.metadata.description,
+                parameters=tool.metadata.get_parameters_dict(),
+            )
+            for tool in tools
+        ]
+        choice = tool_choice or (REQUIRED if tool_required else None)
+        return {"messages": messages, "tools": specs, "tool_choice": choice, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        calls = response.message.additional_kwargs.get("tool_calls") or []
+        if not allow_parallel_tool_calls and len(calls) > 1:
+            response.message.additional_kwargs["tool_calls"] = calls[:1]
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The valid tool calls of a response of :meth:`chat_with_tools`.
+
+        Raises:
+            ValueError: No valid call while ``error_on_no_tool_call``; says why calls
+                were invalid, if any were written.
+        """
+        extra = response.message.additional_kwargs
+        calls = [
+            ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"])
+            for c in extra.get("tool_calls") or []
+        ]
+        if not calls and error_on_no_tool_call:
+            problems = "; ".join(c["error"] for c in extra.get("invalid_tool_calls") or [])
+            raise ValueError(
+                "The model called no tool"
+                + (f": its calls were invalid ({problems})" if problems else "")
+                + f". It answered: {(response.message.content or '')[:200]!r}"
+            )
+        return calls
+
+    def structured_predict(
+        self,
+        output_cls: type[BaseModel],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> BaseModel:
+        """Answer ``prompt`` as JSON matching ``output_cls`` and validate it.
+
+        The schema goes into the system turn; the JSON is read from the answer even
+        when wrapped in prose or a code fence.
+
+        Raises:
+            ValueError: The answer holds no JSON, or JSON that does not validate.
+        """
+        messages = prompt.format_messages(llm=self, **prompt_args)
+        kwargs = {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
+        return _validated(output_cls, self.chat(messages, **kwargs))
+
+    async def astructured_predict(
+        self,
+        output_cls: type[BaseModel],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> BaseModel:
+        """Async :meth:`structured_predict`."""
+        messages = prompt.format_messages(llm=self, **prompt_args)
+        kwargs = {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
+        return _validated(output_cls, await self.achat(messages, **kwargs))
 
     # -- complete -----------------------------------------------------------------------
 
@@ -208,21 +322,61 @@ def _to_completion(response: ChatResponse) -> CompletionResponse:
 def to_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
     """Translate LlamaIndex chat messages into neutral turns.
 
+    Tool calls of earlier answers are written back in the calling convention, and tool
+    messages become user turns holding the result.
+
     Raises:
-        SteerLMInputError: A tool or function message, or non-text content.
+        SteerLMInputError: Non-text content such as images.
     """
-    return [
-        Turn(_role(message), _text(message), message.additional_kwargs.get("attributes"))
-        for message in messages
+    calls = [_tool_calls(m) if m.role == MessageRole.ASSISTANT else [] for m in messages]
+    names = {call_id: name for found in calls for call_id, name, _ in found}
+    turns = []
+    for message, message_calls in zip(messages, calls, strict=True):
+        attributes = message.additional_kwargs.get("attributes")
+        if message.role == MessageRole.TOOL:
+            name = message.additional_kwargs.get("name") or names.get(
+                message.additional_kwargs.get("tool_call_id")
+            )
+            turns.append(Turn("user", format_tool_result(name, _text(message))))
+        elif message_calls:
+            rendered = format_tool_calls((name, args) for _, name, args in message_calls)
+            text = "\n".join(filter(None, [_text(message), rendered]))
+            turns.append(Turn("assistant", text, attributes))
+        else:
+            turns.append(Turn(_role(message), _text(message), attributes))
+    return turns
+
+
+def _tool_calls(message: ChatMessage) -> list[tuple[str | None, str, Any]]:
+    """(id, name, arguments) of the calls in an assistant message, ours or a provider's."""
+    ours = [
+        (call["id"], call["name"], call["arguments"])
+        for call in message.additional_kwargs.get("tool_calls") or []
     ]
+    blocks = [
+        (block.tool_call_id, block.tool_name, block.tool_kwargs)
+        for block in message.blocks
+        if isinstance(block, ToolCallBlock)
+    ]
+    return ours or blocks
+
+
+def _validated(output_cls: type[BaseModel], response: ChatResponse) -> BaseModel:
+    text = response.message.content or ""
+    try:
+        return output_cls.model_validate(extract_json(text))
+    except ValueError as exc:
+        raise ValueError(
+            f"The answer is not a valid {output_cls.__name__}: {exc}. It was: {text[:200]!r}"
+        ) from exc
 
 
 def _role(message: ChatMessage) -> Role:
     role = _ROLES.get(MessageRole(message.role))
     if role is None:
         raise SteerLMInputError(
-            f"SteerLMChat cannot render a {message.role.value!r} message: use system, user "
-            "and assistant messages. SteerLM has no native tool calling; use ReActAgent."
+            f"SteerLMChat cannot render a {message.role.value!r} message: use system, user, "
+            "assistant and tool messages."
         )
     return role
 
@@ -230,6 +384,8 @@ def _role(message: ChatMessage) -> Role:
 def _text(message: ChatMessage) -> str:
     parts = []
     for block in message.blocks:
+        if isinstance(block, ToolCallBlock):
+            continue  # rendered from the message's tool calls
         if not isinstance(block, TextBlock):
             raise SteerLMInputError(
                 f"SteerLM is text-only: a {message.role.value} message has a "

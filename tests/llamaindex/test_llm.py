@@ -108,8 +108,8 @@ def test_invalid_input_raises_before_any_request(llm: SteerLMChat, nemo: NeMoSer
         llm.chat([user("q")], attributes={"humor": 99})
     with pytest.raises(SteerLMInputError, match="Unknown keyword"):
         llm.complete("q", max_new_tokens=5)
-    with pytest.raises(SteerLMInputError, match="cannot render a 'tool' message"):
-        llm.chat([user("q"), ChatMessage(role=MessageRole.TOOL, content="42")])
+    with pytest.raises(SteerLMInputError, match="cannot render a 'function' message"):
+        llm.chat([user("q"), ChatMessage(role=MessageRole.FUNCTION, content="42")])
     image = ChatMessage(
         role=MessageRole.USER,
         blocks=[TextBlock(text="What?"), ImageBlock(url="https://example.com/a.png")],
