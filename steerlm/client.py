@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -193,6 +194,12 @@ class SteerLMClient:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def __del__(self) -> None:
+        # Release pooled sockets when the last model using this client goes away; at
+        # interpreter shutdown there may be nothing left to release.
+        with contextlib.suppress(Exception):
+            self.close()
 
     async def aclose(self) -> None:
         """Close the async client of the running loop."""

@@ -16,3 +16,22 @@ def sent_prompt(nemo: NeMoServer, index: int = -1) -> str:
 def label_line(prompt: str) -> str:
     """The body of the prompt's last label line, with its newline."""
     return prompt.rsplit("<extra_id_2>", 1)[1]
+
+
+#: A two-tool agent run, answer by answer: add, then multiply, then the final answer.
+TWO_TOOL_AGENT_SCRIPT = (
+    '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>',
+    '<tool_call>{"name": "multiply", "arguments": {"a": 5, "b": 4}}</tool_call>',
+    "(2 + 3) * 4 = 20.",
+)
+TWO_TOOL_QUESTION = "What is (2 + 3) * 4?"
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b

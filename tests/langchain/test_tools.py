@@ -13,19 +13,11 @@ from typing_extensions import TypedDict
 from langchain_steerlm import SteerLMChat
 from steerlm import SteerLMInputError
 from steerlm.server import NeMoServer, ScriptedEngine
-from tests.helpers import sent_prompt
+from tests import helpers
+from tests.helpers import TWO_TOOL_AGENT_SCRIPT, TWO_TOOL_QUESTION, sent_prompt
 
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-@tool
-def multiply(a: int, b: int) -> int:
-    """Multiply two integers."""
-    return a * b
+add = tool(helpers.add)
+multiply = tool(helpers.multiply)
 
 
 class Person(BaseModel):
@@ -197,14 +189,10 @@ def test_langgraph_agent_runs_a_two_tool_task(
 ) -> None:
     from langgraph.prebuilt import create_react_agent
 
-    engine.script(
-        '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>',
-        '<tool_call>{"name": "multiply", "arguments": {"a": 5, "b": 4}}</tool_call>',
-        "(2 + 3) * 4 = 20.",
-    )
+    engine.script(*TWO_TOOL_AGENT_SCRIPT)
     agent = create_react_agent(llm, [add, multiply])
-    result = agent.invoke({"messages": [HumanMessage("What is (2 + 3) * 4?")]})
-    assert result["messages"][-1].content == "(2 + 3) * 4 = 20."
+    result = agent.invoke({"messages": [HumanMessage(TWO_TOOL_QUESTION)]})
+    assert result["messages"][-1].content == TWO_TOOL_AGENT_SCRIPT[-1]
     assert [m.content for m in result["messages"] if isinstance(m, ToolMessage)] == ["5", "20"]
     assert len(nemo.received) == 3
     assert '<tool_result name="add">\n5\n</tool_result>' in sent_prompt(nemo, 1)

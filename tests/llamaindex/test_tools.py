@@ -11,18 +11,7 @@ from pydantic import BaseModel
 
 from llamaindex_steerlm import SteerLMChat
 from steerlm.server import NeMoServer, ScriptedEngine
-from tests.helpers import sent_prompt
-
-
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-def multiply(a: int, b: int) -> int:
-    """Multiply two integers."""
-    return a * b
-
+from tests.helpers import TWO_TOOL_AGENT_SCRIPT, TWO_TOOL_QUESTION, add, multiply, sent_prompt
 
 ADD = FunctionTool.from_defaults(add)
 MULTIPLY = FunctionTool.from_defaults(multiply)
@@ -141,14 +130,10 @@ def test_as_structured_llm(llm: SteerLMChat, engine: ScriptedEngine) -> None:
 async def test_function_agent_calls_tools_then_answers(
     llm: SteerLMChat, nemo: NeMoServer, engine: ScriptedEngine
 ) -> None:
-    engine.script(
-        '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>',
-        '<tool_call>{"name": "multiply", "arguments": {"a": 5, "b": 4}}</tool_call>',
-        "(2 + 3) * 4 = 20.",
-    )
+    engine.script(*TWO_TOOL_AGENT_SCRIPT)
     agent = FunctionAgent(tools=[ADD, MULTIPLY], llm=llm)
-    result = await agent.run(user_msg="What is (2 + 3) * 4?")
-    assert str(result) == "(2 + 3) * 4 = 20."
+    result = await agent.run(user_msg=TWO_TOOL_QUESTION)
+    assert str(result) == TWO_TOOL_AGENT_SCRIPT[-1]
     assert len(nemo.received) == 3
     second = sent_prompt(nemo, 1)
     assert '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>\n' in second
