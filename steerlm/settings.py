@@ -19,7 +19,7 @@ from steerlm.client import SteerLMClient
 from steerlm.errors import SteerLMInputError
 from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
 from steerlm.presets import AttributeValue, Preset, get_preset
-from steerlm.prompt import build_prompt
+from steerlm.prompt import SYSTEM_JOINER, build_prompt
 from steerlm.tools import (
     NONE,
     ParsedAnswer,
@@ -241,4 +241,4 @@ def _instructions(
             parts.append(tool_instructions(tools, choice))
     if json_schema is not None:
         parts.append(json_instructions(json_schema))
-    return tools, "\n\n".join(parts)
+    return tools, SYSTEM_JOINER.join(parts)
