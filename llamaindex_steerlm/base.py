@@ -77,7 +77,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(
-            context_window=self.resolved_preset.context_window,
+            context_window=self.context_window or self.resolved_preset.context_window,
             num_output=self.max_tokens,
             is_chat_model=True,
             is_function_calling_model=True,  # through the prompt convention of steerlm.tools

@@ -1,25 +1,25 @@
-"""HTTP client for NeMo's ``PUT /generate``: sessions, timeouts, retries, sync and async."""
+"""NeMo's ``PUT /generate`` transport: request bodies, batching and answer parsing.
+
+Everything about HTTP itself (retries, the deadline, the size cap, redirects,
+credentials, logging) lives in :mod:`steerlm.http`, which a second transport reuses.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import random
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
-import requests
-
-from steerlm.errors import (
-    SteerLMConnectionError,
-    SteerLMError,
-    SteerLMInputError,
-    SteerLMServerError,
-    SteerLMTimeoutError,
+from steerlm.errors import SteerLMInputError
+from steerlm.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Endpoint,
+    HttpResponse,
+    HttpSession,
+    RetryPolicy,
+    redact_url,
 )
 from steerlm.options import MAX_SENTENCES_PER_REQUEST, GenerationOptions, build_request_body
 from steerlm.response import decode_body, parse_generation
@@ -29,61 +29,61 @@ from steerlm.types import Completion
 DEFAULT_BASE_URL = "http://localhost:5555"
 BASE_URL_ENV = "STEERLM_BASE_URL"
 
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "RetryPolicy",
+    "SteerLMClient",
+    "resolve_base_url",
+]
 
 
 def resolve_base_url(base_url: str | None) -> str:
     """``base_url``, else ``$STEERLM_BASE_URL``, else NeMo's default; no trailing slash.
 
+    Credentials in the URL (``http://user:token@host``) are kept: they are sent as a
+    Basic ``Authorization`` header and shown nowhere (see :func:`steerlm.http.redact_url`).
+
     Raises:
-        SteerLMInputError: The URL is not http(s).
+        SteerLMInputError: The URL is not http(s), has no host, or has a query or fragment.
     """
     url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+    shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
         raise SteerLMInputError(
-            f"base_url must start with http:// or https://, got {url!r}, e.g. {DEFAULT_BASE_URL!r}."
+            f"base_url must start with http:// or https://, got {shown!r}, "
+            f"e.g. {DEFAULT_BASE_URL!r}."
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise SteerLMInputError(f"base_url {shown!r} is not a valid URL: {exc}.") from None
+    if not parts.hostname:
+        raise SteerLMInputError(f"base_url {shown!r} has no host, e.g. {DEFAULT_BASE_URL!r}.")
+    if parts.query or parts.fragment or any(c.isspace() for c in url):
+        raise SteerLMInputError(
+            f"base_url {shown!r} must be the server's root, without a query, fragment or "
+            f"spaces, e.g. {DEFAULT_BASE_URL!r}."
         )
     return url
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter for connection errors, 429 and 5xx.
-
-    Args:
-        max_retries: Retries after the first attempt.
-        backoff: Base delay in seconds; attempt n waits a random time up to backoff * 2**n.
-        max_delay: Cap of one wait.
-    """
-
-    max_retries: int = 2
-    backoff: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        return random.uniform(0, min(self.max_delay, self.backoff * 2**attempt))
-
-    def should_retry(self, attempt: int, error: SteerLMError) -> bool:
-        """Whether ``error`` after ``attempt`` (0-based) is worth another try."""
-        if attempt >= self.max_retries or isinstance(error, SteerLMTimeoutError):
-            return False  # a timed-out generation would queue again behind itself
-        if isinstance(error, SteerLMServerError):
-            return error.status in _RETRY_STATUSES
-        return isinstance(error, SteerLMConnectionError)
 
 
 class SteerLMClient:
     """Client of one NeMo text-generation server.
 
-    Sync calls reuse one ``requests.Session``; async calls use one ``httpx.AsyncClient``
-    per event loop and never block it. Many prompts go out as one request (NeMo runs them
-    as one batch), split into requests of at most 128.
+    Many prompts go out as one request (NeMo runs them as one batch), split into requests
+    of at most 128. Sync calls reuse one connection pool; async calls one per event loop.
 
     Args:
         base_url: Server root, e.g. ``http://localhost:5555``; see :func:`resolve_base_url`.
-        timeout: Seconds to wait for each HTTP request.
-        max_retries: Retries on connection errors, 429 and 5xx.
+        timeout: Seconds one attempt may take in all (connect, send, wait, read the
+            answer). Each retry gets the same again, after its backoff wait.
+        max_retries: Retries on failures another attempt can cure (see
+            :class:`~steerlm.http.RetryPolicy`).
+        max_response_bytes: Cap of one decoded answer body.
+        retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
     """
 
     def __init__(
@@ -92,19 +92,41 @@ class SteerLMClient:
         *,
         timeout: float = 120.0,
         max_retries: int = 2,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        if not (isinstance(timeout, int | float) and timeout > 0):
+        if not (
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and 0 < timeout < float("inf")
+        ):
             raise SteerLMInputError(
                 f"timeout must be a positive number of seconds, got {timeout!r}."
             )
         if not (type(max_retries) is int and max_retries >= 0):
             raise SteerLMInputError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-        self.base_url = resolve_base_url(base_url)
-        self.url = f"{self.base_url}/generate"
+        if not (type(max_response_bytes) is int and max_response_bytes > 0):
+            raise SteerLMInputError(
+                "max_response_bytes must be a positive integer (bytes), got "
+                f"{max_response_bytes!r}; the default is {DEFAULT_MAX_RESPONSE_BYTES}."
+            )
+        self._endpoint = Endpoint.parse(resolve_base_url(base_url))
+        self._generate = self._endpoint.join("/generate")
         self.timeout = float(timeout)
-        self.retry = RetryPolicy(max_retries=max_retries)
-        self._session: requests.Session | None = None
-        self._async_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self.http = HttpSession(
+            timeout=self.timeout, retry=self.retry, max_response_bytes=max_response_bytes
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The server root as it may be shown: credentials redacted."""
+        return self._endpoint.display
+
+    @property
+    def url(self) -> str:
+        """The ``/generate`` URL as it may be shown: credentials redacted."""
+        return self._generate.display
 
     def generate(
         self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
@@ -118,8 +140,9 @@ class SteerLMClient:
 
         Raises:
             SteerLMConnectionError: The server could not be reached (after retries).
-            SteerLMServerError: The server refused the request.
-            SteerLMResponseError: The answer is not a generation result.
+            SteerLMTimeoutError: An attempt took longer than ``timeout``.
+            SteerLMServerError: The server refused the request (or redirected it).
+            SteerLMResponseError: The answer is not a generation result, or too large.
         """
         completions = []
         for chunk in _chunks(prompts):
@@ -139,61 +162,25 @@ class SteerLMClient:
 
     def post_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one ``PUT /generate`` with retries and return its decoded JSON object."""
-        attempt = 0
-        while True:
-            try:
-                response = self._sync_session().put(self.url, json=payload, timeout=self.timeout)
-                return decode_body(self.url, response.status_code, response.text)
-            except requests.Timeout:
-                error: SteerLMError = SteerLMTimeoutError(self.url, self.timeout)
-            except requests.ConnectionError as exc:
-                error = SteerLMConnectionError(self.url, _reason(exc))
-            except SteerLMServerError as exc:
-                error = exc
-            if not self.retry.should_retry(attempt, error):
-                raise error
-            time.sleep(self.retry.delay(attempt))
-            attempt += 1
+        return self.http.request("PUT", self._generate, payload, self._decode)
 
     async def apost_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Async :meth:`post_json`."""
-        attempt = 0
-        while True:
-            try:
-                client = self._async_client()
-                response = await client.put(self.url, json=payload, timeout=self.timeout)
-                return decode_body(self.url, response.status_code, response.text)
-            except httpx.TimeoutException:
-                error: SteerLMError = SteerLMTimeoutError(self.url, self.timeout)
-            except httpx.TransportError as exc:
-                error = SteerLMConnectionError(self.url, _reason(exc))
-            except SteerLMServerError as exc:
-                error = exc
-            if not self.retry.should_retry(attempt, error):
-                raise error
-            await asyncio.sleep(self.retry.delay(attempt))
-            attempt += 1
+        return await self.http.arequest("PUT", self._generate, payload, self._decode)
 
-    def _sync_session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
-
-    def _async_client(self) -> httpx.AsyncClient:
-        # An httpx client is bound to the loop it first ran on; keep one per loop.
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            for stale in [lp for lp in self._async_clients if lp.is_closed()]:
-                del self._async_clients[stale]
-            client = self._async_clients[loop] = httpx.AsyncClient()
-        return client
+    def _decode(self, response: HttpResponse) -> dict[str, Any]:
+        return decode_body(self.url, response.status, response.text)
 
     def close(self) -> None:
-        """Close the sync session (async clients close with :meth:`aclose`)."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Release the sync connection pool; the client reopens one when used again."""
+        self.http.close()
+
+    async def aclose(self) -> None:
+        """Close the async connection pool of the running event loop.
+
+        Pools of loops that have ended were already closed when their loop shut down.
+        """
+        await self.http.aclose()
 
     def __del__(self) -> None:
         # Release pooled sockets when the last model using this client goes away; at
@@ -201,24 +188,9 @@ class SteerLMClient:
         with contextlib.suppress(Exception):
             self.close()
 
-    async def aclose(self) -> None:
-        """Close the async client of the running loop."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
-
 
 def _chunks(prompts: Sequence[str]) -> list[Sequence[str]]:
     if not prompts:
         raise SteerLMInputError("No prompts to generate: pass at least one.")
     step = MAX_SENTENCES_PER_REQUEST
     return [prompts[i : i + step] for i in range(0, len(prompts), step)]
-
-
-def _reason(exc: Exception) -> str:
-    # Connection errors nest the useful part ("Connection refused") several levels deep.
-    text = str(exc) or type(exc).__name__
-    for marker in ("Connection refused", "Name or service not known", "Connection reset"):
-        if marker in text:
-            return marker.lower()
-    return text

@@ -7,7 +7,19 @@ name the URL they were talking to and what came back.
 
 from __future__ import annotations
 
+import re
+
 _EXCERPT_CHARS = 300
+
+#: Statuses worth another attempt: a timeout, throttling, and server-side failures.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+# A server error whose text states a failure that the same request would meet again:
+# the prompt does not fit the model (NeMo and the dev server name the token counts).
+_DETERMINISTIC = re.compile(
+    r"context|too long|exceed|max(imum)?[ _]*(sequence|seq|position|length)|sequence length",
+    re.IGNORECASE,
+)
 
 
 def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
@@ -57,16 +69,36 @@ class SteerLMTimeoutError(SteerLMConnectionError, TimeoutError):
 
 
 class SteerLMServerError(SteerLMError):
-    """The server answered with an error: a validation string (HTTP 200) or a bad status."""
+    """The server answered with an error: a validation string (HTTP 200) or a bad status.
+
+    Attributes:
+        url: The URL requested (credentials redacted).
+        status: HTTP status.
+        body: The server's error text (the decoded JSON string, or the raw body).
+        retryable: Whether another attempt could succeed: 408, 429 and 5xx, unless the
+            text states a failure that would repeat (a prompt longer than the context).
+        retry_after: Seconds the server asked to wait (``Retry-After`` on 429/503).
+    """
+
+    retry_after: float | None = None
 
     def __init__(self, url: str, status: int, body: str) -> None:
         self.url = url
         self.status = status
         self.body = body
+        self.retryable = status in RETRY_STATUSES and not (
+            status >= 500 and _DETERMINISTIC.search(body)
+        )
         if status == 200:
             message = (
                 f"The SteerLM server at {url} rejected the request: {body}. "
                 "Fix the generation setting it names."
+            )
+        elif _DETERMINISTIC.search(body):
+            message = (
+                f"The SteerLM server at {url} answered HTTP {status}: {excerpt(body)}. "
+                "The prompt and the answer do not fit the model's context: shorten the "
+                "conversation or lower max_tokens (retrying cannot help)."
             )
         else:
             message = (
@@ -74,6 +106,30 @@ class SteerLMServerError(SteerLMError):
                 "Check the server's log for the cause."
             )
         super().__init__(message)
+
+
+class SteerLMRedirectError(SteerLMServerError):
+    """The server answered with a redirect (3xx), which is never followed.
+
+    Following it would send the whole prompt, and any credentials, to another address.
+
+    Attributes:
+        location: The ``Location`` it pointed to (credentials redacted), or None.
+    """
+
+    def __init__(self, url: str, status: int, location: str | None) -> None:
+        self.location = location
+        SteerLMError.__init__(
+            self,
+            f"The SteerLM server at {url} answered HTTP {status}, a redirect to "
+            f"{location or '(no Location header)'}. Redirects are not followed, so the "
+            "prompt never goes to an address you did not choose: set base_url to the "
+            "server's real address.",
+        )
+        self.url = url
+        self.status = status
+        self.body = ""
+        self.retryable = False
 
 
 class SteerLMResponseError(SteerLMError):
@@ -88,3 +144,20 @@ class SteerLMResponseError(SteerLMError):
             f"{problem}. It sent: {excerpt(body)}. Is base_url pointing at a NeMo "
             "text-generation server?"
         )
+
+
+class SteerLMResponseTooLargeError(SteerLMResponseError):
+    """The answer's decoded body is larger than ``max_response_bytes``."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        self.limit = limit
+        SteerLMError.__init__(
+            self,
+            f"The answer from {url} is larger than max_response_bytes ({limit} bytes, "
+            "counted after decompression); reading stopped there. Raise max_response_bytes "
+            "if the server is trusted, or ask for less: lower max_tokens, fewer prompts "
+            "per call, no logprobs.",
+        )
+        self.url = url
+        self.problem = f"larger than {limit} bytes"
+        self.body = ""

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
 
 from steerlm.attributes import AttributesInput, merge_attributes
-from steerlm.client import SteerLMClient
+from steerlm.client import SteerLMClient, resolve_base_url
 from steerlm.errors import SteerLMInputError
+from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
 from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
 from steerlm.presets import AttributeValue, Preset, get_preset
 from steerlm.prompt import SYSTEM_JOINER, build_prompt
@@ -63,8 +64,12 @@ class SteerLMSettings(BaseModel):
 
     base_url: str | None = Field(
         default=None,
+        # Credentials in it (http://user:token@host) stay on the instance so copies keep
+        # working; repr and serialization show them redacted (http://***@host).
+        repr=False,
         description="Root URL of the NeMo text-generation server. Falls back to "
-        "$STEERLM_BASE_URL, then http://localhost:5555 (NeMo's default port).",
+        "$STEERLM_BASE_URL, then http://localhost:5555 (NeMo's default port). "
+        "Credentials as http://user:token@host go out as Basic auth, shown nowhere.",
     )
     model: str | None = Field(
         default=None, description="Model name reported in metadata; the preset's by default."
@@ -101,9 +106,28 @@ class SteerLMSettings(BaseModel):
     logprobs: bool = Field(
         default=False, description="Ask the server for log-probabilities of the answer."
     )
-    timeout: float = Field(default=120.0, description="Seconds to wait for each HTTP request.")
+    timeout: float = Field(
+        default=120.0,
+        description="Seconds one HTTP attempt may take in all, from connecting to the last "
+        "byte of the answer; each retry gets as long again, after its backoff wait.",
+    )
     max_retries: int = Field(
-        default=2, strict=True, description="Retries on connection errors, 429 and 5xx."
+        default=2,
+        strict=True,
+        description="Retries after failures another attempt can cure: connection errors, "
+        "408, 429 and 5xx (not timeouts, redirects, other 4xx, or a prompt too long).",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        strict=True,
+        description="Cap of one decoded answer body in bytes (64 MiB); larger answers "
+        "raise SteerLMResponseTooLargeError.",
+    )
+    context_window: int | None = Field(
+        default=None,
+        strict=True,
+        description="Tokens the served model holds (prompt plus answer); the preset's "
+        "when None. Set it to the server's real context length.",
     )
 
     _client: SteerLMClient = PrivateAttr()
@@ -115,12 +139,30 @@ class SteerLMSettings(BaseModel):
         merge_attributes(preset, self.attributes)
         self.generation_options()
         normalize_stop(self.stop)
+        if self.context_window is None:
+            self.context_window = preset.context_window
+        elif self.context_window < 1:
+            raise SteerLMInputError(
+                f"context_window must be a positive number of tokens, got {self.context_window}."
+            )
         self._client = SteerLMClient(
-            self.base_url, timeout=self.timeout, max_retries=self.max_retries
+            self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_response_bytes=self.max_response_bytes,
         )
-        # Show the URL really used (from the environment or the default) on the instance.
-        self.base_url = self._client.base_url
+        # The URL really used (from the environment or the default), credentials kept.
+        self.base_url = resolve_base_url(self.base_url)
         return self
+
+    @field_serializer("base_url")
+    def _serialize_base_url(self, url: str | None) -> str | None:
+        # Dumps feed to_json, tracing and logs: never the credentials.
+        return redact_url(url) if url else url
+
+    def __repr_args__(self) -> Any:
+        yield from super().__repr_args__()
+        yield "base_url", redact_url(self.base_url) if self.base_url else self.base_url
 
     @property
     def resolved_preset(self) -> Preset:
@@ -215,6 +257,20 @@ class SteerLMSettings(BaseModel):
         if not plan.tools:
             return ParsedAnswer(content=completion.text, tool_calls=[], invalid_tool_calls=[])
         return parse_tool_calls(completion.text, plan.tools)
+
+    def close(self) -> None:
+        """Release this model's sync connections (copies of it share them).
+
+        The model stays usable: the next call opens a new connection.
+        """
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close this model's async connections of the running event loop.
+
+        Connections of event loops that have ended are closed when their loop shuts down.
+        """
+        await self._client.aclose()
 
     def send(self, plan: CallPlan) -> list[Completion]:
         """Send a planned call; one request per 128 prompts."""

@@ -1,0 +1,710 @@
+"""The HTTP layer every transport shares: one place for the rules of talking to a server.
+
+A transport (NeMo's ``PUT /generate`` in :mod:`steerlm.client`) builds a JSON payload and
+a decoder for the answer; :class:`HttpSession` does everything else, the same way for the
+sync (``requests``) and async (``httpx``) paths:
+
+- **retries** with jittered backoff, honouring ``Retry-After`` on 429/503 within the cap,
+  each logged at INFO on the ``steerlm.http`` logger;
+- a **deadline**: ``timeout`` bounds one whole attempt (connect, send, headers, body),
+  not each socket read, so a server that drips bytes cannot hold a call;
+- a **size cap** on the decoded body, decoded here in bounded steps so a gzip bomb
+  cannot inflate in memory;
+- **redirects** are never followed: a 3xx is a :class:`~steerlm.errors.SteerLMRedirectError`;
+- **credentials** in the URL (``http://user:token@host``) go out as a Basic
+  ``Authorization`` header and appear nowhere else: errors, logs and reprs show
+  ``http://***@host``;
+- every transport failure becomes a :class:`~steerlm.errors.SteerLMError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import contextvars
+import heapq
+import itertools
+import json
+import logging
+import random
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+
+from steerlm.errors import (
+    SteerLMConnectionError,
+    SteerLMError,
+    SteerLMInputError,
+    SteerLMRedirectError,
+    SteerLMResponseError,
+    SteerLMResponseTooLargeError,
+    SteerLMServerError,
+    SteerLMTimeoutError,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Default cap of one decoded response body: far above the largest NeMo answer (128
+#: prompts with tokens, ids, offsets and log-probabilities take a few tens of MB).
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+# Encodings decoded here, in bounded steps; anything else is refused, so the header is
+# sent explicitly (the libraries would also offer br/zstd when those packages exist).
+_ACCEPT_ENCODING = "gzip, deflate"
+_READ_CHUNK = 64 * 1024
+_INFLATE_STEP = 256 * 1024
+_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+
+
+# -- credentials ---------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any userinfo replaced by ``***``: ``http://***@host:5555``."""
+    return _USERINFO.sub("***@", url)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server URL split into what goes on the wire and what may be shown.
+
+    Attributes:
+        url: The URL without userinfo, as requested.
+        display: The URL for errors, logs and reprs (userinfo redacted).
+        authorization: ``Authorization`` header value from the userinfo, if any.
+    """
+
+    url: str
+    display: str
+    authorization: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """Split the userinfo of ``url`` off into a Basic ``Authorization`` header."""
+        parts = urlsplit(url)
+        if "@" not in parts.netloc:
+            return cls(url, url, None)
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        clean = parts._replace(netloc=host).geturl()
+        return cls(clean, redact_url(url), f"Basic {token}")
+
+    def join(self, path: str) -> Endpoint:
+        """This endpoint with ``path`` appended to its URL."""
+        return Endpoint(self.url + path, self.display + path, self.authorization)
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, for failures that a new attempt can cure.
+
+    Retried: connection failures (refused, reset, closed mid-body, broken chunked
+    framing) and server errors whose :attr:`~steerlm.errors.SteerLMServerError.retryable`
+    is true (408, 429, 500, 502, 503, 504 unless the body states a failure that would
+    repeat, such as a prompt longer than the context). Not retried: timeouts (the server
+    still works on the first attempt, a second would queue behind it), redirects, other
+    4xx, validation errors, bad or oversized answers.
+
+    Args:
+        max_retries: Retries after the first attempt.
+        backoff: Base delay in seconds; retry n waits a random time up to backoff * 2**n.
+        max_delay: Cap of one wait, also of a server's ``Retry-After``.
+    """
+
+    max_retries: int = 2
+    backoff: float = 0.5
+    max_delay: float = 8.0
+
+    def should_retry(self, attempt: int, error: SteerLMError) -> bool:
+        """Whether ``error`` after ``attempt`` (0-based) is worth another try."""
+        if attempt >= self.max_retries or isinstance(error, SteerLMTimeoutError):
+            return False
+        if isinstance(error, SteerLMServerError):
+            return error.retryable
+        return isinstance(error, SteerLMConnectionError)
+
+    def delay(self, attempt: int, error: SteerLMError | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based).
+
+        A ``Retry-After`` that came with ``error`` wins, capped at ``max_delay``.
+        """
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(min(self.max_delay, max(0.0, retry_after)))
+        return random.uniform(0, min(self.max_delay, self.backoff * 2**attempt))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        return seconds if seconds >= 0 else None
+    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A complete, decoded answer (any status but 3xx).
+
+    Attributes:
+        status: HTTP status.
+        headers: Response headers (lower-case names).
+        content: Decoded body bytes.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (its charset, else UTF-8; undecodable bytes replaced)."""
+        match = re.search(r"charset=([\w.-]+)", self.headers.get("content-type", ""))
+        try:
+            return self.content.decode(match.group(1) if match else "utf-8", "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
+
+
+class _BodyReader:
+    """Decodes a body as its chunks arrive, counting decoded bytes against the cap.
+
+    Inflating in steps of at most ``_INFLATE_STEP`` bytes keeps memory near the cap
+    whatever the compression ratio (a 200 KB gzip bomb would otherwise inflate to GBs).
+    """
+
+    def __init__(self, display_url: str, encoding: str | None, limit: int) -> None:
+        self.url = display_url
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        codings = [c.strip().lower() for c in (encoding or "").split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise SteerLMResponseError(
+                display_url,
+                f"unsupported Content-Encoding {encoding!r} (asked for {_ACCEPT_ENCODING})",
+                "",
+            )
+        self.coding = codings[0] if codings else None
+        # wbits 47: a gzip or a zlib header, detected (deflate means zlib-wrapped).
+        self.inflater: Any = zlib.decompressobj(47) if self.coding else None
+
+    def feed(self, data: bytes) -> None:
+        if self.inflater is None:
+            self._add(data)
+            return
+        try:
+            while data:
+                if self.inflater.eof:
+                    data = self.inflater.unused_data + data
+                    if not data.startswith(b"\x1f\x8b"):
+                        return  # trailing bytes after the stream: ignored, as browsers do
+                    self.inflater = zlib.decompressobj(47)  # another gzip member
+                self._add(self.inflater.decompress(data, _INFLATE_STEP))
+                data = self.inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise self._broken(str(exc)) from None
+
+    def finish(self) -> bytes:
+        if self.inflater is not None and not self.inflater.eof:
+            raise self._broken("the compressed body ends early")
+        return b"".join(self.parts)
+
+    def _add(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            raise SteerLMResponseTooLargeError(self.url, self.limit)
+        self.parts.append(data)
+
+    def _broken(self, reason: str) -> SteerLMResponseError:
+        return SteerLMResponseError(
+            self.url, f"the body's {self.coding} encoding is broken ({reason})", ""
+        )
+
+
+def _declared_too_large(headers: Mapping[str, str], limit: int) -> bool:
+    # An uncompressed body that announces its size can be refused before reading it.
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return False
+    try:
+        return int(headers.get("content-length", "0")) > limit
+    except ValueError:
+        return False
+
+
+def encode_json(display_url: str, payload: Mapping[str, Any]) -> bytes:
+    """Serialize a request body as strict JSON (no NaN or Infinity).
+
+    Raises:
+        SteerLMInputError: A value JSON cannot express; nothing was sent.
+    """
+    try:
+        return json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise SteerLMInputError(
+            f"The request for {display_url} cannot be sent as JSON: {exc}. Pass plain "
+            "strings, finite numbers, booleans, lists and dicts."
+        ) from None
+
+
+# -- the sync deadline ---------------------------------------------------------------------
+# requests/urllib3 only time out single socket operations. A watchdog thread shuts down
+# the sockets of an attempt at its deadline, which ends any blocked read at once.
+
+
+class _Attempt:
+    __slots__ = ("deadline", "done", "expired", "lock", "sockets")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.lock = threading.Lock()
+        self.sockets: list[Any] = []
+        self.done = False
+        self.expired = False
+
+    def watch(self, sock: Any) -> None:
+        with self.lock:
+            if self.expired:
+                _shutdown(sock)
+            elif not self.done:
+                self.sockets.append(sock)
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.expired = True
+            for sock in self.sockets:
+                _shutdown(sock)
+
+    def finish(self) -> bool:
+        """Mark the attempt over; True if its deadline struck first."""
+        with self.lock:
+            self.done = True
+            return self.expired
+
+
+def _shutdown(sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread expiring attempts at their deadlines."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, attempt: _Attempt) -> None:
+        with self._cond:
+            if len(self._heap) > 256:  # finished attempts wait for their deadline: prune
+                self._heap = [entry for entry in self._heap if not entry[2].done]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="steerlm-deadline", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)[2].expire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "steerlm_attempt", default=None
+)
+
+
+class _WatchedConnectionMixin:
+    """Registers the connection's socket with the running attempt's deadline."""
+
+    sock: Any
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _watch(self.sock)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watch(self.sock)  # a reused keep-alive connection does not connect again
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+def _watch(sock: Any) -> None:
+    attempt = _CURRENT_ATTEMPT.get()
+    if attempt is not None and sock is not None:
+        attempt.watch(sock)
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections obey the attempt deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is urllib3.ProxyManager:  # SOCKS managers keep their own pools
+            manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+        return manager
+
+
+# -- the session ---------------------------------------------------------------------------
+
+
+class HttpSession:
+    """Connection pools, deadline, size cap, retries and logging for one server.
+
+    Sync calls reuse one ``requests.Session``; async calls use one
+    ``httpx.AsyncClient`` per event loop, closed when that loop shuts down (or by
+    :meth:`aclose`).
+
+    Args:
+        timeout: Seconds one attempt may take in all, from connecting to the last byte.
+        retry: When and how long to wait before another attempt.
+        max_response_bytes: Cap of a decoded response body.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.timeout = timeout
+        self.retry = retry
+        self.max_response_bytes = max_response_bytes
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+        self._async_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, Any]] = {}
+
+    # -- public API ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        payload: Mapping[str, Any],
+        decode: Callable[[HttpResponse], T],
+    ) -> T:
+        """Send ``payload`` as JSON with retries; ``decode`` turns the answer into a result.
+
+        ``decode`` raises a :class:`~steerlm.errors.SteerLMError` for an answer that is an
+        error; the retry policy then decides whether to try again.
+
+        Raises:
+            SteerLMError: Every failure, after the retries it deserves.
+        """
+        body = encode_json(endpoint.display, payload)
+        attempt = 0
+        while True:
+            try:
+                return self._decoded(self._attempt(method, endpoint, body), decode)
+            except SteerLMError as error:
+                wait = self._next_wait(attempt, error, endpoint)
+            time.sleep(wait)
+            attempt += 1
+
+    async def arequest(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        payload: Mapping[str, Any],
+        decode: Callable[[HttpResponse], T],
+    ) -> T:
+        """Async :meth:`request`; it never blocks the event loop."""
+        body = encode_json(endpoint.display, payload)
+        attempt = 0
+        while True:
+            try:
+                response = await self._aattempt(method, endpoint, body)
+                return self._decoded(response, decode)
+            except SteerLMError as error:
+                wait = self._next_wait(attempt, error, endpoint)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def close(self) -> None:
+        """Close the sync pool, and forget async clients of loops that are closed."""
+        with self._lock:
+            session, self._session = self._session, None
+            for loop in [lp for lp in self._async_clients if lp.is_closed()]:
+                del self._async_clients[loop]
+        if session is not None:
+            session.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running event loop."""
+        entry = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].aclose()
+
+    # -- retries ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _decoded(response: HttpResponse, decode: Callable[[HttpResponse], T]) -> T:
+        try:
+            return decode(response)
+        except SteerLMServerError as error:
+            if error.status in (429, 503):
+                error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise
+
+    def _next_wait(self, attempt: int, error: SteerLMError, endpoint: Endpoint) -> float:
+        if not self.retry.should_retry(attempt, error):
+            raise error
+        wait = self.retry.delay(attempt, error)
+        logger.info("Retrying request to %s in %.2f seconds", endpoint.display, wait)
+        return wait
+
+    # -- one sync attempt ------------------------------------------------------------------
+
+    def _attempt(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+        deadline = time.monotonic() + self.timeout
+        attempt = _Attempt(deadline)
+        token = _CURRENT_ATTEMPT.set(attempt)
+        _WATCHDOG.add(attempt)
+        response: requests.Response | None = None
+        try:
+            response = self._sync_session().request(
+                method,
+                endpoint.url,
+                data=body,
+                headers=_headers(endpoint),
+                timeout=(self.timeout, self.timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            result = self._read_sync(endpoint, response, deadline)
+        except Exception as exc:  # every library failure becomes one of ours
+            expired = attempt.finish()
+            if response is not None:
+                response.close()  # a half-read connection cannot go back to the pool
+            if expired or time.monotonic() >= deadline:
+                raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
+            if isinstance(exc, SteerLMError):
+                raise
+            raise self._transport_error(endpoint, exc) from None
+        finally:
+            _CURRENT_ATTEMPT.reset(token)
+        if attempt.finish():  # struck after the last byte: its socket is shut, drop it
+            response.close()
+        else:
+            response.raw.release_conn()  # back to the pool for the next call
+        return result
+
+    def _read_sync(
+        self, endpoint: Endpoint, response: requests.Response, deadline: float
+    ) -> HttpResponse:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        _check_head(endpoint, response.status_code, headers, self.max_response_bytes)
+        reader = _BodyReader(
+            endpoint.display, headers.get("content-encoding"), self.max_response_bytes
+        )
+        while chunk := response.raw.read(_READ_CHUNK, decode_content=False):
+            reader.feed(chunk)
+            if time.monotonic() >= deadline:
+                raise SteerLMTimeoutError(endpoint.display, self.timeout)
+        return HttpResponse(response.status_code, headers, reader.finish())
+
+    def _sync_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                session = requests.Session()
+                adapter = _DeadlineAdapter()
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                self._session = session
+            return self._session
+
+    def _transport_error(self, endpoint: Endpoint, exc: BaseException) -> SteerLMError:
+        if isinstance(
+            exc,
+            requests.Timeout
+            | urllib3.exceptions.TimeoutError
+            | httpx.TimeoutException
+            | TimeoutError,
+        ):
+            return SteerLMTimeoutError(endpoint.display, self.timeout)
+        return SteerLMConnectionError(endpoint.display, _reason(exc))
+
+    # -- one async attempt -----------------------------------------------------------------
+
+    async def _aattempt(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+        try:
+            # wait_for cancels the whole attempt at the deadline, whatever it waits on.
+            return await asyncio.wait_for(
+                self._aattempt_inner(method, endpoint, body), self.timeout
+            )
+        except SteerLMError:
+            raise
+        except asyncio.TimeoutError:
+            raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
+        except Exception as exc:
+            raise self._transport_error(endpoint, exc) from None
+
+    async def _aattempt_inner(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+        client = await self._async_client()
+        async with client.stream(
+            method, endpoint.url, content=body, headers=_headers(endpoint), timeout=self.timeout
+        ) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            _check_head(endpoint, response.status_code, headers, self.max_response_bytes)
+            reader = _BodyReader(
+                endpoint.display, headers.get("content-encoding"), self.max_response_bytes
+            )
+            async for chunk in response.aiter_raw(_READ_CHUNK):
+                reader.feed(chunk)
+            return HttpResponse(response.status_code, headers, reader.finish())
+
+    async def _async_client(self) -> httpx.AsyncClient:
+        # An httpx client is bound to the loop it first ran on: one per loop. A paused
+        # async generator closes it in the loop's shutdown_asyncgens() (asyncio.run and
+        # every Runner call it), before the loop closes and its sockets would leak.
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(loop)
+        if entry is None:
+            for stale in [lp for lp in self._async_clients if lp.is_closed()]:
+                del self._async_clients[stale]
+            client = httpx.AsyncClient(follow_redirects=False)
+            closer = _close_at_loop_shutdown(client, self._async_clients, loop)
+            await closer.__anext__()
+            entry = self._async_clients[loop] = (client, closer)
+        return entry[0]
+
+
+async def _close_at_loop_shutdown(
+    client: httpx.AsyncClient,
+    registry: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, Any]],
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        entry = registry.get(loop)
+        if entry is not None and entry[0] is client:
+            del registry[loop]
+        await client.aclose()
+
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Accept-Encoding": _ACCEPT_ENCODING,
+    }
+    if endpoint.authorization:
+        headers["Authorization"] = endpoint.authorization
+    return headers
+
+
+def _check_head(endpoint: Endpoint, status: int, headers: Mapping[str, str], limit: int) -> None:
+    if 300 <= status < 400:
+        location = headers.get("location")
+        raise SteerLMRedirectError(
+            endpoint.display, status, redact_url(location) if location else None
+        )
+    if _declared_too_large(headers, limit):
+        raise SteerLMResponseTooLargeError(endpoint.display, limit)
+
+
+def _reason(exc: BaseException) -> str:
+    # Library errors nest the useful part ("Connection refused") several levels deep.
+    text = str(exc) or type(exc).__name__
+    for marker in ("Connection refused", "Name or service not known", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    for known, reason in _REASONS:
+        if isinstance(exc, known):
+            return f"{reason} ({type(exc).__name__}: {text[:200]})"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+_REASONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (
+        (requests.exceptions.ChunkedEncodingError, httpx.RemoteProtocolError),
+        "the connection broke off or its framing was invalid mid-answer",
+    ),
+    (urllib3.exceptions.ProtocolError, "the connection broke off mid-answer"),
+    (requests.exceptions.ContentDecodingError, "the body's encoding is broken"),
+)
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "Endpoint",
+    "HttpResponse",
+    "HttpSession",
+    "RetryPolicy",
+    "encode_json",
+    "logger",
+    "parse_retry_after",
+    "redact_url",
+]
