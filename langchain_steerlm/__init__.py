@@ -1,5 +1,10 @@
 """LangChain integration of NVIDIA SteerLM: ``SteerLMChat``."""
 
-from langchain_steerlm.chat_models import SteerLMChat
+from steerlm._extras import require_extra
 
-__all__ = ["SteerLMChat"]
+require_extra("langchain_steerlm", "langchain", ("langchain_core",))
+
+from langchain_steerlm.chat_models import SteerLMChat  # noqa: E402
+from steerlm._version import __version__  # noqa: E402
+
+__all__ = ["SteerLMChat", "__version__"]

@@ -1,5 +1,6 @@
 """Framework-free core of the SteerLM integrations: presets, attributes, prompts, client."""
 
+from steerlm._version import __version__
 from steerlm.attributes import encode_attributes, merge_attributes, parse_attributes
 from steerlm.client import DEFAULT_BASE_URL, SteerLMClient
 from steerlm.errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "SteerLMTimeoutError",
     "Turn",
     "Usage",
+    "__version__",
     "build_prompt",
     "build_request_body",
     "encode_attributes",

@@ -8,7 +8,7 @@ import pytest
 
 from steerlm.server.app import NeMoServer, serve_in_thread
 from steerlm.server.engines import ScriptedEngine
-from steerlm.server.process import dev_server, free_port
+from steerlm.server.process import DevServer, dev_server, free_port
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,16 @@ def dead_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def real_server_url() -> Iterator[str]:
-    """URL of the dev server on the embedded real model, in its own process (session-wide)."""
-    with dev_server("--log-level", "WARNING") as url:
-        yield url
+def real_server() -> Iterator[DevServer]:
+    """The dev server on the embedded real model, in its own process (session-wide)."""
+    with dev_server("--log-level", "WARNING") as server:
+        yield server
+
+
+@pytest.fixture
+def real_server_url(real_server: DevServer) -> Iterator[str]:
+    """URL of :func:`real_server`; a test fails with the reason if the server has died."""
+    real_server.raise_if_dead()
+    yield real_server.url
+    # A dead server shows in the test as "connection refused"; say why it died instead.
+    real_server.raise_if_dead()

@@ -108,7 +108,8 @@ def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
 
 
 def test_nemo_1_17_switch_ignores_end_strings() -> None:
-    with dev_server("--nemo-version", "1.17", "--log-level", "WARNING") as url:
+    with dev_server("--nemo-version", "1.17", "--log-level", "WARNING") as server:
+        url = server.url
         full = generate(url, tokens_to_generate=20, greedy=True)
         stop = full["sentences"][0][len(PROMPT) :].split()[1]
         ignored = generate(url, tokens_to_generate=20, greedy=True, end_strings=[stop])

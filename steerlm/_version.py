@@ -1,0 +1,3 @@
+"""The version of the steerlm-integrations distribution, shared by its three packages."""
+
+__version__ = "0.2.0"
