@@ -1,0 +1,82 @@
+"""LlamaIndex: credentials in base_url never leave the wire; copies keep them; close/aclose;
+``metadata.context_window`` follows the instance setting."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from llama_index.core.llms import ChatMessage
+
+from llamaindex_steerlm import SteerLMChat
+from steerlm import SteerLMConnectionError
+from steerlm.server import NeMoServer
+from tests.raw_server import ANSWER, RawServer
+
+SECRET = "s3cr3t-t0ken"
+AUTH = "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:s3cr3t-t0ken
+HI = [ChatMessage(role="user", content="Hi")]
+
+
+@pytest.fixture
+def raw() -> Iterator[RawServer]:
+    server = RawServer()
+    yield server
+    server.close()
+
+
+def with_credentials(base_url: str) -> str:
+    return base_url.replace("http://", f"http://alice:{SECRET}@")
+
+
+def test_credentials_reach_the_wire_and_nothing_else(raw: RawServer) -> None:
+    llm = SteerLMChat(base_url=with_credentials(raw.base_url))
+    assert llm.chat(HI).message.content == ANSWER
+    assert raw.requests[0].headers["authorization"] == AUTH
+    shown = [repr(llm), str(llm), llm.to_json(), str(llm.to_dict()), llm.model_dump_json()]
+    assert all(SECRET not in text for text in shown)
+    assert llm.to_dict()["base_url"] == raw.base_url.replace("http://", "http://***@")
+
+
+def test_errors_do_not_show_credentials(dead_url: str) -> None:
+    llm = SteerLMChat(base_url=with_credentials(dead_url), max_retries=0)
+    with pytest.raises(SteerLMConnectionError) as info:
+        llm.chat(HI)
+    assert SECRET not in str(info.value)
+
+
+def test_copies_keep_the_credentials_for_the_wire(raw: RawServer) -> None:
+    llm = SteerLMChat(base_url=with_credentials(raw.base_url))
+    llm.with_attributes(humor=3).chat(HI)
+    llm.model_copy(update={"max_tokens": 7}).chat(HI)
+    assert [r.headers["authorization"] for r in raw.requests] == [AUTH] * 2
+    # A round trip through JSON keeps the redacted URL only: credentials are not exported.
+    assert SteerLMChat.from_json(llm.to_json()).base_url == llm.to_dict()["base_url"]
+
+
+def test_metadata_context_window_follows_the_setting() -> None:
+    assert SteerLMChat().metadata.context_window == 4096  # the 13B preset's
+    assert SteerLMChat(context_window=2048).metadata.context_window == 2048
+
+
+def test_close_and_aclose_release_connections(nemo: NeMoServer) -> None:
+    llm = SteerLMChat(base_url=nemo.base_url)
+    llm.chat(HI)
+    llm.close()
+    assert llm.chat(HI).message.content  # reopens when used again
+
+    async def run() -> None:
+        await llm.achat(HI)
+        await llm.aclose()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(run())
+        for _ in range(5):
+            asyncio.run(llm.achat(HI))  # no aclose: closed when the loop shuts down
+        gc.collect()
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+    llm.close()
