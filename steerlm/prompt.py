@@ -22,10 +22,12 @@ SYSTEM_MARKER = "<extra_id_0>"
 TURN_MARKER = "<extra_id_1>"
 LABEL_MARKER = "<extra_id_2>"
 
-# The model's tokenizer turns "<extra_id_N>" into a special token. Content must never
-# contain one, or a message (say, a retrieved document) could open a new turn or rewrite
-# the label line. Every "<extra_id_" in content becomes "<extra-id-": visible to a human,
-# plain text to the model, and the replacement cannot form a new marker.
+# The model's tokenizer turns "<extra_id_N>" into a special token. No text that enters the
+# prompt may contain one, or a message (say, a retrieved document), a tool description or
+# a schema could open a new turn or rewrite the label line. Every "<extra_id_" becomes
+# "<extra-id-": visible to a human, plain text to the model, and the replacement cannot
+# form a new marker. build_prompt applies it to every text it receives, whatever its source;
+# only the markers build_prompt writes itself are real.
 _MARKER_PREFIX = re.compile(re.escape("<extra_id_"))
 _NEUTRAL_PREFIX = "<extra-id-"
 
@@ -55,7 +57,8 @@ def build_prompt(
         system_prompt: System text used when ``turns`` has no system turn; the preset's
             default when None.
         system_suffix: Text added, after a blank line, to the system turn (tool and JSON
-            instructions); it is ours, so it is not neutralised.
+            instructions). It is neutralised like every other text: tool names,
+            descriptions and schemas often come from third parties.
 
     Returns:
         The prompt, ending with ``<extra_id_2>{labels}\\n``.
@@ -78,10 +81,10 @@ def build_prompt(
         system = SYSTEM_JOINER.join(system_texts)
     else:
         system = preset.system_prompt if system_prompt is None else system_prompt
-    system = neutralize_markers(system)
     if system_suffix:
         system = f"{system}{SYSTEM_JOINER}{system_suffix}" if system else system_suffix
-    parts = [f"{SYSTEM_MARKER}System\n{system}\n"]
+    # The whole system text at once, so no marker can be assembled across the joins.
+    parts = [f"{SYSTEM_MARKER}System\n{neutralize_markers(system)}\n"]
     parts += _render_dialogue(dialogue, labels, preset)
     parts.append(f"{TURN_MARKER}Assistant\n{LABEL_MARKER}{labels}\n")
     return "".join(parts)

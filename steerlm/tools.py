@@ -30,6 +30,11 @@ _CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _NAME_HINT = re.compile(r'"name"\s*:\s*"([^"]+)"')
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
+#: Deepest JSON nesting read from an answer. Real tool arguments and structured answers
+#: stay far below it; deeper is a degenerate answer, refused before the decoder recurses.
+MAX_JSON_DEPTH = 100
+_DECODER = json.JSONDecoder()
+
 #: tool_choice values besides a tool's name.
 AUTO, REQUIRED, NONE = "auto", "required", "none"
 
@@ -176,7 +181,7 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedAnswer:
         body = match.group(1).strip()
         call_id = new_call_id()
         try:
-            payload = json.loads(body)
+            payload = loads_json(body)
         except ValueError as exc:
             hint = _NAME_HINT.search(body)
             error = f"the call is not valid JSON ({exc})"
@@ -211,16 +216,72 @@ def extract_json(text: str) -> Any:
         ValueError: No JSON value could be read; the message says what came back.
     """
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+    too_deep = False
     for candidate in candidates:
         stripped = candidate.strip()
-        for start, char in enumerate(stripped):
-            if char in "{[":
-                try:
-                    return decoder.raw_decode(stripped, start)[0]
-                except ValueError:
-                    continue
+        position = 0
+        while position < len(stripped):
+            char = stripped[position]
+            if char not in "{[":
+                position += 1
+                continue
+            deepest, end = _json_extent(stripped, position)
+            if deepest > MAX_JSON_DEPTH:
+                too_deep = True
+                position = end  # nothing inside a degenerate value is the answer
+                continue
+            try:
+                return _DECODER.raw_decode(stripped, position)[0]
+            except ValueError:
+                position += 1
+    if too_deep:
+        raise ValueError(
+            f"the answer's JSON is nested more than {MAX_JSON_DEPTH} levels deep: {text[:200]!r}"
+        )
     raise ValueError(f"the answer holds no JSON object or array: {text[:200]!r}")
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses values nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    A degenerate answer (``[[[[...`` until ``max_tokens``) would otherwise raise
+    ``RecursionError`` in the decoder, or later in whatever walks the value.
+
+    Raises:
+        ValueError: Not JSON, or nested too deeply.
+    """
+    if _json_extent(text, 0)[0] > MAX_JSON_DEPTH:
+        raise ValueError(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
+    return json.loads(text)
+
+
+def _json_extent(text: str, start: int) -> tuple[int, int]:
+    """Deepest ``[``/``{`` nesting of the value at ``start``, and the index after it.
+
+    Counts brackets outside strings, without recursion, until the value closes (or the
+    text ends: the index is then ``len(text)``).
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+            if depth <= 0:
+                return deepest, index + 1
+    return deepest, len(text)
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
