@@ -1,0 +1,224 @@
+"""Coalescing: concurrent calls to one server with the same options leave as one request.
+
+NeMo serves one generation at a time, behind a global lock, and a request of N prompts
+costs about as much GPU time as a request of one (decoding is memory-bound; the batch
+shares every step). So many callers that each send one prompt are served one after
+another, while the same prompts in one request would finish together. The
+:class:`Coalescer` closes that gap without adding latency to an idle server:
+
+- a call that finds nothing in flight on its *lane* (server + wire options) goes out at
+  once;
+- calls that arrive while a request is in flight wait; when it returns, they leave
+  together, as one request of up to ``max_items`` prompts, since they would have waited
+  behind the server's lock anyway;
+- each caller gets exactly its own results, or its own error: when a merged request fails
+  in a way that one caller's prompt could cause, each caller is retried alone.
+
+Sync calls coalesce across threads; async calls coalesce within their event loop. Lanes
+are process-wide, so model instances that point at the same server with the same options
+share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+#: NeMo's limit of prompts in one request.
+MAX_ITEMS = 128
+
+
+@dataclass(eq=False)
+class _Member(Generic[P, R]):
+    """One caller's share of a lane: its prompts, then its results or error."""
+
+    items: Sequence[P]
+    wake: Any  # threading.Event or asyncio.Event
+    results: list[R] | None = None
+    error: BaseException | None = None
+    alone: bool = False  # the merged request failed; send these items alone
+    group: list[_Member[P, R]] = field(default_factory=list)  # set when promoted to leader
+
+
+@dataclass(eq=False)
+class _Lane(Generic[P, R]):
+    busy: bool = False
+    pending: deque[_Member[P, R]] = field(default_factory=deque)
+
+
+class Coalescer:
+    """Merges concurrent calls of the same lane into one request.
+
+    Args:
+        max_items: Most items (prompts) in one merged request.
+    """
+
+    def __init__(self, max_items: int = MAX_ITEMS) -> None:
+        self.max_items = max_items
+        self._lock = threading.Lock()  # guards every lane; never held across I/O
+        self._lanes: dict[Hashable, _Lane[Any, Any]] = {}
+        self._drains: set[asyncio.Task[None]] = set()  # keeps drain tasks referenced
+
+    def run(
+        self,
+        key: Hashable,
+        items: Sequence[P],
+        send: Callable[[Sequence[P]], list[R]],
+        isolate: Callable[[BaseException], bool],
+    ) -> list[R]:
+        """Send ``items`` through ``send``, merged with concurrent calls of lane ``key``.
+
+        Args:
+            key: The lane: calls with equal keys may share a request.
+            items: This caller's items, at most ``max_items``.
+            send: Sends items as one request; returns one result per item, in order.
+            isolate: Whether an error of a merged request may come from one caller's items,
+                so that each caller should be retried alone.
+
+        Returns:
+            One result per item of ``items``.
+        """
+        member: _Member[P, R] = _Member(items, threading.Event())
+        if not self._join(key, member):
+            member.wake.wait()  # bounded: the leader's request has a deadline and retries
+            if not member.group:
+                return send(member.items) if member.alone else _result(member)
+        # This thread leads a request for its group; when it returns, the next waiter leads.
+        try:
+            self._lead(member.group, send, isolate)
+        finally:
+            group = self._next_group(key)
+            if group:
+                group[0].group = group
+                group[0].wake.set()
+        return send(member.items) if member.alone else _result(member)
+
+    def _lead(
+        self,
+        group: list[_Member[P, R]],
+        send: Callable[[Sequence[P]], list[R]],
+        isolate: Callable[[BaseException], bool],
+    ) -> None:
+        try:
+            results = send(_merged(group))
+        except BaseException as exc:  # every caller must learn the outcome, even of Ctrl-C
+            _fail(group, exc, isolate)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        _distribute(group, results)
+
+    async def arun(
+        self,
+        key: Hashable,
+        items: Sequence[P],
+        send: Callable[[Sequence[P]], Awaitable[list[R]]],
+        isolate: Callable[[BaseException], bool],
+    ) -> list[R]:
+        """Async :meth:`run`: merges calls within the running event loop.
+
+        Waiting groups are sent by a task of their own, so a caller that is cancelled while
+        it waits costs the others nothing.
+        """
+        key = (id(asyncio.get_running_loop()), key)
+        member: _Member[P, R] = _Member(items, asyncio.Event())
+        if self._join(key, member):
+            await self._adrain(key, [member], send, isolate)
+        else:
+            await member.wake.wait()
+        return await send(member.items) if member.alone else _result(member)
+
+    async def _adrain(
+        self,
+        key: Hashable,
+        group: list[_Member[P, R]],
+        send: Callable[[Sequence[P]], Awaitable[list[R]]],
+        isolate: Callable[[BaseException], bool],
+    ) -> None:
+        try:
+            try:
+                results = await send(_merged(group))
+            except BaseException as exc:
+                _fail(group, exc, isolate)
+                if not isinstance(exc, Exception):
+                    raise  # the leader's task was cancelled: the others go alone
+            else:
+                _distribute(group, results)
+        finally:
+            following = self._next_group(key)
+            if following:
+                task = asyncio.get_running_loop().create_task(
+                    self._adrain(key, following, send, isolate)
+                )
+                self._drains.add(task)
+                task.add_done_callback(self._drains.discard)
+
+    def in_flight(self) -> int:
+        """How many lanes have a request in flight (for tests and diagnostics)."""
+        with self._lock:
+            return sum(lane.busy for lane in self._lanes.values())
+
+    def _join(self, key: Hashable, member: _Member[Any, Any]) -> bool:
+        """Enter the lane: True when the member leads a request now, False when it waits."""
+        with self._lock:
+            lane = self._lanes.setdefault(key, _Lane())
+            if lane.busy:
+                lane.pending.append(member)
+                return False
+            lane.busy = True
+            member.group = [member]
+            return True
+
+    def _next_group(self, key: Hashable) -> list[_Member[Any, Any]]:
+        """Take the next waiters, up to ``max_items`` items, or mark the lane idle."""
+        with self._lock:
+            lane = self._lanes[key]
+            if not lane.pending:
+                del self._lanes[key]  # idle lanes cost nothing
+                return []
+            group = [lane.pending.popleft()]
+            count = len(group[0].items)
+            while lane.pending and count + len(lane.pending[0].items) <= self.max_items:
+                count += len(lane.pending[0].items)
+                group.append(lane.pending.popleft())
+            return group
+
+
+def _merged(group: list[_Member[P, R]]) -> list[P]:
+    return [item for member in group for item in member.items]
+
+
+def _result(member: _Member[P, R]) -> list[R]:
+    if member.error is not None:
+        raise member.error
+    assert member.results is not None
+    return member.results
+
+
+def _distribute(group: list[_Member[P, R]], results: list[R]) -> None:
+    start = 0
+    for member in group:
+        member.results = results[start : start + len(member.items)]
+        start += len(member.items)
+        member.wake.set()
+
+
+def _fail(
+    group: list[_Member[Any, Any]], exc: BaseException, isolate: Callable[[BaseException], bool]
+) -> None:
+    # An error one caller's prompt could cause, or the leader's own interruption, must not
+    # fail the others: each of them is then sent alone.
+    alone = len(group) > 1 and (not isinstance(exc, Exception) or isolate(exc))
+    for member in group:
+        if alone:
+            member.alone = True
+        else:
+            member.error = exc
+        member.wake.set()
