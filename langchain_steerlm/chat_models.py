@@ -22,7 +22,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call, tool_call
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import (
     Runnable,
@@ -34,6 +34,7 @@ from langchain_core.runnables import (
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import BaseModel, Field
+from pydantic.v1 import BaseModel as BaseModelV1
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
 from steerlm.tools import (
@@ -238,18 +239,22 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
     def _single_chunk(result: ChatResult) -> ChatGenerationChunk:
         message = result.generations[0].message
         assert isinstance(message, AIMessage)
+        # LangChain rebuilds tool_calls and invalid_tool_calls from tool_call_chunks each
+        # time chunks are merged (also for the one chunk of invoke on a streaming
+        # instance), so every call, valid or not, must be a chunk.
+        calls = [
+            (call["name"], json.dumps(call["args"], ensure_ascii=False), call["id"])
+            for call in message.tool_calls
+        ] + [
+            (call["name"], _invalid_chunk_args(call["args"], call["error"]), call["id"])
+            for call in message.invalid_tool_calls
+        ]
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content=message.content,
                 tool_call_chunks=[
-                    {
-                        "type": "tool_call_chunk",
-                        "name": call["name"],
-                        "args": json.dumps(call["args"]),
-                        "id": call["id"],
-                        "index": index,
-                    }
-                    for index, call in enumerate(message.tool_calls)
+                    tool_call_chunk(name=name, args=args, id=call_id, index=index)
+                    for index, (name, args, call_id) in enumerate(calls)
                 ],
                 usage_metadata=message.usage_metadata,
                 response_metadata=message.response_metadata,
@@ -292,8 +297,8 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         """Answer with a JSON value matching ``schema``, parsed and validated.
 
         Args:
-            schema: A pydantic model (the result is an instance), a TypedDict or a JSON
-                schema (the result is a dict).
+            schema: A pydantic model, v2 or ``pydantic.v1`` (the result is an instance),
+                a TypedDict or a JSON schema (the result is a dict).
             method: ``"json_schema"`` puts the schema in the system turn and reads the
                 JSON from the answer, even wrapped in prose or a code fence;
                 ``"function_calling"`` asks for a call of a tool named after the schema;
@@ -318,7 +323,8 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             json_schema=json_schema,
             ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
         )
-        parser: Runnable[BaseMessage, dict[str, Any] | BaseModel] = RunnableLambda(
+        # A pydantic.v1 instance is not a (v2) BaseModel for type checkers; it is returned.
+        parser: Runnable[BaseMessage, Any] = RunnableLambda(
             lambda message: parse_structured(message, schema, json_schema)
         )
         if not include_raw:
@@ -507,16 +513,33 @@ def _tool_choice_name(choice: str | bool | dict[str, Any] | None) -> str | None:
     return choice
 
 
+def _invalid_chunk_args(args: str | None, error: str | None) -> str:
+    # A chunk has no error field, and LangChain reads any args it can repair into a JSON
+    # object as a valid call: a bad call whose arguments are JSON (wrong types, unknown
+    # tool) would become a call to execute. "(reason) args" is never JSON, so the call
+    # stays invalid, and the reason stays readable.
+    return f"({error or 'invalid call'}) {args or ''}".rstrip()
+
+
 def _json_schema(schema: dict[str, Any] | type) -> dict[str, Any]:
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
+    """The schema in LangChain's standard form (``convert_to_json_schema``).
+
+    The same schema goes into the prompt and to callbacks and tracing
+    (``ls_structured_output_format``). A JSON schema without a ``title`` (which LangChain's
+    form requires) is used as it is.
+    """
+    if isinstance(schema, dict) and "title" not in schema:
+        return schema
     return convert_to_json_schema(schema)
 
 
 def parse_structured(
     message: BaseMessage, schema: dict[str, Any] | type, json_schema: dict[str, Any]
-) -> dict[str, Any] | BaseModel:
+) -> Any:
     """Read and validate the JSON answer of ``with_structured_output``.
+
+    Returns:
+        An instance of a pydantic (v2 or v1) ``schema``, else a dict.
 
     Raises:
         OutputParserException: No JSON, or JSON that does not match the schema.
@@ -526,9 +549,11 @@ def parse_structured(
         value = extract_json(text)
     except ValueError as exc:
         raise OutputParserException(str(exc), llm_output=text) from exc
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
+    if isinstance(schema, type) and issubclass(schema, (BaseModel, BaseModelV1)):
         try:
-            return schema.model_validate(value)
+            if issubclass(schema, BaseModel):
+                return schema.model_validate(value)
+            return schema.parse_obj(value)
         except ValueError as exc:
             raise OutputParserException(
                 f"The JSON does not match {schema.__name__}: {exc}", llm_output=text
