@@ -89,7 +89,13 @@ class SteerLMServerError(SteerLMError):
         self.retryable = status in RETRY_STATUSES and not (
             status >= 500 and _DETERMINISTIC.search(body)
         )
-        if status == 200:
+        if status == 200 and _DETERMINISTIC.search(body):
+            message = (
+                f"The SteerLM server at {url} rejected the request: {body}. The prompt and "
+                "the answer do not fit the model's context: shorten the conversation or "
+                "lower max_tokens."
+            )
+        elif status == 200:
             message = (
                 f"The SteerLM server at {url} rejected the request: {body}. "
                 "Fix the generation setting it names."
