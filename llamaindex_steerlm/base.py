@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -22,6 +23,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import PydanticProgramMode
+from llama_index_instrumentation import get_dispatcher
 from pydantic import BaseModel
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
@@ -45,6 +48,27 @@ _ROLES: dict[MessageRole, Role] = {
 # cutting there makes the agent run the real tool instead of trusting a made-up one.
 _REACT_FORMAT_HINT = "Observation:"
 _REACT_STOP = "\nObservation:"
+
+dispatcher = get_dispatcher(__name__)
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _readable(decorator: Callable[[_Method], Any]) -> Callable[[_Method], _Method]:
+    """Apply a LlamaIndex callback decorator, keeping the method's signature for help().
+
+    The decorators copy the docstring but leave their own ``(_self, *args, **kwargs)``
+    signature, which is what ``help()`` and ``inspect.signature`` would show.
+    """
+
+    def apply(method: _Method) -> _Method:
+        signature = inspect.signature(method)  # before: the decorator sets __wrapped__ = True
+        decorated = decorator(method)
+        decorated.__signature__ = signature
+        return decorated  # type: ignore[no-any-return]
+
+    return apply
 
 
 class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
@@ -72,10 +96,12 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serialises this class under: ``"SteerLMChat"``."""
         return "SteerLMChat"
 
     @property
     def metadata(self) -> LLMMetadata:
+        """Context window, output tokens, model name; a chat and function-calling model."""
         return LLMMetadata(
             context_window=self.context_window or self.resolved_preset.context_window,
             num_output=self.max_tokens,
@@ -144,19 +170,37 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
     # -- chat ---------------------------------------------------------------------------
 
-    @llm_chat_callback()
+    @_readable(llm_chat_callback())
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer a conversation.
+
+        Args:
+            messages: System, user, assistant and tool messages; the last one is the
+                user's.
+            **kwargs: Per-call ``attributes``, ``stop``, ``max_tokens``, ``temperature``
+                and the other generation options (see the README).
+
+        Returns:
+            The answer; ``message.additional_kwargs["attributes"]`` holds the attributes
+            used, ``additional_kwargs`` the token counts and the finish reason.
+
+        Raises:
+            SteerLMInputError: A bad keyword, attribute or message, before any request.
+            SteerLMError: The server failed, timed out or answered something unusable.
+        """
         plan = self._plan_chat(messages, kwargs)
         return self._chat_response(self.send(plan)[0], plan)
 
-    @llm_chat_callback()
+    @_readable(llm_chat_callback())
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat`: a non-blocking request."""
         plan = self._plan_chat(messages, kwargs)
         return self._chat_response((await self.asend(plan))[0], plan)
 
-    @llm_chat_callback()
+    @_readable(llm_chat_callback())
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        # NeMo's /generate does not stream: the answer arrives as one delta.
+        """:meth:`chat` as a stream: NeMo's ``/generate`` does not stream, so the answer
+        arrives as one response with ``delta`` set."""
         plan = self._plan_chat(messages, kwargs)
 
         def gen() -> ChatResponseGen:
@@ -164,10 +208,11 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
         return gen()
 
-    @llm_chat_callback()
+    @_readable(llm_chat_callback())
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
         plan = self._plan_chat(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
@@ -239,55 +284,77 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             )
         return calls
 
+    @dispatcher.span
     def structured_predict(
         self,
-        output_cls: type[BaseModel],
+        output_cls: type[_Model],
         prompt: BasePromptTemplate,
         llm_kwargs: dict[str, Any] | None = None,
         **prompt_args: Any,
-    ) -> BaseModel:
+    ) -> _Model:
         """Answer ``prompt`` as JSON matching ``output_cls`` and validate it.
 
-        The schema goes into the system turn; the JSON is read from the answer even
-        when wrapped in prose or a code fence.
+        In the default ``pydantic_program_mode`` the schema goes into the system turn and
+        the JSON is read from the answer, even when wrapped in prose or a code fence.
+        Other modes (``FUNCTION``, ``LLM``...) run LlamaIndex's own programs.
 
         Raises:
             ValueError: The answer holds no JSON, or JSON that does not validate.
         """
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            result = super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+            return cast(_Model, result)
         messages = prompt.format_messages(llm=self, **prompt_args)
         kwargs = {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
         return _validated(output_cls, self.chat(messages, **kwargs))
 
+    @dispatcher.span
     async def astructured_predict(
         self,
-        output_cls: type[BaseModel],
+        output_cls: type[_Model],
         prompt: BasePromptTemplate,
         llm_kwargs: dict[str, Any] | None = None,
         **prompt_args: Any,
-    ) -> BaseModel:
+    ) -> _Model:
         """Async :meth:`structured_predict`."""
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            result = await super().astructured_predict(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+            return cast(_Model, result)
         messages = prompt.format_messages(llm=self, **prompt_args)
         kwargs = {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
         return _validated(output_cls, await self.achat(messages, **kwargs))
 
     # -- complete -----------------------------------------------------------------------
 
-    @llm_completion_callback()
+    @_readable(llm_completion_callback())
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Answer ``prompt``, sent as the one user turn of the SteerLM template.
+
+        Args:
+            prompt: The question.
+            formatted: True when ``prompt`` already is a whole SteerLM prompt (ending
+                with the label line): it is then sent as it is.
+            **kwargs: Per-call ``attributes``, ``stop`` and generation options, as in
+                :meth:`chat`.
+        """
         plan = self._plan_complete(prompt, formatted, kwargs)
         return _to_completion(self._chat_response(self.send(plan)[0], plan))
 
-    @llm_completion_callback()
+    @_readable(llm_completion_callback())
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
+        """Async :meth:`complete`."""
         plan = self._plan_complete(prompt, formatted, kwargs)
         return _to_completion(self._chat_response((await self.asend(plan))[0], plan))
 
-    @llm_completion_callback()
+    @_readable(llm_completion_callback())
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
+        """:meth:`complete` as a stream of one response (the server does not stream)."""
         plan = self._plan_complete(prompt, formatted, kwargs)
 
         def gen() -> CompletionResponseGen:
@@ -295,10 +362,11 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
         return gen()
 
-    @llm_completion_callback()
+    @_readable(llm_completion_callback())
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
         plan = self._plan_complete(prompt, formatted, kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
@@ -361,7 +429,7 @@ def _tool_calls(message: ChatMessage) -> list[tuple[str | None, str, Any]]:
     return ours or blocks
 
 
-def _validated(output_cls: type[BaseModel], response: ChatResponse) -> BaseModel:
+def _validated(output_cls: type[_Model], response: ChatResponse) -> _Model:
     text = response.message.content or ""
     try:
         return output_cls.model_validate(extract_json(text))

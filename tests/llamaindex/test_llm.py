@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import pydoc
+
 import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.agent.workflow import ReActAgent
@@ -198,3 +201,44 @@ async def test_react_agent_calls_the_tool_and_ignores_a_fabricated_observation(
     assert "Observation: 5" in second
     assert "99" not in second
     assert "\nObservation:" in nemo.received[0]["end_strings"]
+
+
+PUBLIC_METHODS = {
+    "chat": "(messages: 'Sequence[ChatMessage]', **kwargs: 'Any') -> 'ChatResponse'",
+    "achat": "(messages: 'Sequence[ChatMessage]', **kwargs: 'Any') -> 'ChatResponse'",
+    "stream_chat": "(messages: 'Sequence[ChatMessage]', **kwargs: 'Any') -> 'ChatResponseGen'",
+    "astream_chat": (
+        "(messages: 'Sequence[ChatMessage]', **kwargs: 'Any') -> 'ChatResponseAsyncGen'"
+    ),
+    "complete": "(prompt: 'str', formatted: 'bool' = False, **kwargs: 'Any') -> 'CompletionResponse'",
+    "acomplete": "(prompt: 'str', formatted: 'bool' = False, **kwargs: 'Any') -> 'CompletionResponse'",
+    "stream_complete": (
+        "(prompt: 'str', formatted: 'bool' = False, **kwargs: 'Any') -> 'CompletionResponseGen'"
+    ),
+    "astream_complete": (
+        "(prompt: 'str', formatted: 'bool' = False, **kwargs: 'Any') "
+        "-> 'CompletionResponseAsyncGen'"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_METHODS)
+def test_public_methods_read_well_in_help(llm: SteerLMChat, name: str) -> None:
+    # LlamaIndex's callback decorators leave a (_self, ...) signature and drop nothing
+    # else: help() shows what inspect.signature and __doc__ say.
+    method = getattr(llm, name)
+    assert str(inspect.signature(method)) == PUBLIC_METHODS[name]
+    assert "_self" not in pydoc.render_doc(method)
+    assert method.__doc__ and method.__doc__.strip()
+
+
+def test_every_public_member_has_a_docstring() -> None:
+    own = [name for name in vars(SteerLMChat) if not name.startswith("_")]
+    undocumented = [
+        name
+        for name in own
+        if name not in ("model_config", "model_post_init")
+        and not (getattr(SteerLMChat, name).__doc__ or "").strip()
+    ]
+    assert undocumented == []
+    assert "**kwargs: Per-call ``attributes``" in (SteerLMChat.chat.__doc__ or "")
