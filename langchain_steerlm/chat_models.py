@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from pydantic.v1 import BaseModel as BaseModelV1
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
+from steerlm.options import normalize_stop
 from steerlm.tools import (
     ToolSpec,
     extract_json,
@@ -144,7 +145,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             ls_temperature=options.temperature or 0.0,
             ls_max_tokens=options.max_tokens,
         )
-        stops = [*(self.stop or []), *(stop or [])]
+        stops = [*(self.stop or []), *normalize_stop(stop)]  # a bad stop fails here first
         if stops:
             params["ls_stop"] = stops
         return params

@@ -90,8 +90,12 @@ def _problems(options: GenerationOptions) -> Iterable[str]:
         yield f"top_k must be an integer >= 0, got {options.top_k!r}"
     if not (_is_number(options.top_p) and 0 <= options.top_p <= 1):
         yield f"top_p must be a number from 0 to 1, got {options.top_p!r}"
-    if not (_is_number(options.repetition_penalty) and options.repetition_penalty >= 1):
-        yield f"repetition_penalty must be a number >= 1.0, got {options.repetition_penalty!r}"
+    if not (
+        _is_number(options.repetition_penalty) and 1 <= options.repetition_penalty < float("inf")
+    ):
+        yield (
+            f"repetition_penalty must be a finite number >= 1.0, got {options.repetition_penalty!r}"
+        )
     if not (_is_int(options.min_tokens) and options.min_tokens >= 0):
         yield f"min_tokens must be an integer >= 0, got {options.min_tokens!r}"
     elif _is_int(options.max_tokens) and options.min_tokens > options.max_tokens:
@@ -109,6 +113,11 @@ def normalize_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     """
     if stop is None:
         return ()
+    if not isinstance(stop, str | Sequence | set | frozenset) or isinstance(stop, bytes):
+        raise SteerLMInputError(
+            f"stop must be a string or a list of strings, got {stop!r} "
+            f"({type(stop).__name__}), e.g. stop=['\\n\\n']."
+        )
     stops = (stop,) if isinstance(stop, str) else tuple(stop)
     for item in stops:
         if not isinstance(item, str) or not item:

@@ -4,15 +4,51 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from steerlm.errors import SteerLMResponseError, SteerLMServerError
 from steerlm.options import GenerationOptions
+from steerlm.prompt import LABEL_MARKER, TURN_MARKER
 from steerlm.types import Completion, FinishReason, Usage
 
 # A turn marker as a tokenizer may echo it: possibly re-spaced inside the brackets.
 _ECHOED_MARKER = re.compile(r"<\s*extra_id_\s*\d+\s*>")
+_MARKER_BYTES = re.compile(rb"<\s*extra_id_\s*\d+\s*>")
+# With the markers dropped from the echo, a made-up next turn shows as a line holding only
+# a role name of the template, or a SteerLM label line (canonical order starts at quality).
+_DROPPED_TURN = re.compile(
+    r"^[ \t]*(?:(?:System|User|Assistant)|(?P<label>quality:[^\s,]*(?:,\w+:[^\s,]*)*))[ \t]*$",
+    re.MULTILINE,
+)
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+#: Tokens with no text (bos, eos, pad...) of common tokenizers; others are learnt from
+#: ``offsets``, which do not advance over them.
+_SPECIAL_TOKENS = frozenset(
+    {"<s>", "</s>", "<pad>", "<unk>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<eos>"}
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2's byte-level BPE alphabet: printable bytes stand for themselves, the others are
+    # shifted above 255 (space is "Ġ", newline "Ċ").
+    keep = {*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
+    table: dict[int, str] = {}
+    shifted = 0
+    for byte in range(256):
+        if byte in keep:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+#: GPT-2's byte-to-character table of byte-level BPE tokenizers.
+BYTE_TO_UNICODE = _bytes_to_unicode()
+#: Its inverse, to decode byte-level pieces.
+UNICODE_TO_BYTE = {char: byte for byte, char in BYTE_TO_UNICODE.items()}
 # The start of a marker cut off by the token limit, e.g. "<extra_" at the very end.
 _PARTIAL_MARKER = re.compile(r"<(?:e(?:x(?:t(?:r(?:a(?:_(?:i(?:d(?:_\d*)?)?)?)?)?)?)?)?)?$")
 
@@ -49,6 +85,13 @@ def parse_generation(
 ) -> list[Completion]:
     """Turn a decoded ``/generate`` body into one :class:`Completion` per prompt.
 
+    The answer is the generated part of each sentence, cut at the earliest stop string
+    (NeMo 1.17 ignores ``end_strings``; every release keeps the stop string it stopped at),
+    at a stop-string fragment NeMo 1.20 stops at, or, when the tokenizer dropped the turn
+    markers from the echo, at a made-up next turn; it is stripped of whitespace, as
+    NVIDIA's own clients strip it. Token counts come from the row's ``tokens`` (see
+    :func:`count_tokens`), never counting end-of-sequence padding.
+
     Raises:
         SteerLMResponseError: ``sentences`` is missing, of the wrong length, or a sentence
             does not contain its prompt.
@@ -62,20 +105,35 @@ def parse_generation(
             f"{len(sentences)} sentences for {len(prompts)} prompts",
             json.dumps(body),
         )
+    raws = [{key: _item(value, i) for key, value in body.items()} for i in range(len(prompts))]
+    counts = [
+        count_tokens(raw.get("tokens"), raw.get("offsets"), prompt)
+        for raw, prompt in zip(raws, prompts, strict=True)
+    ]
+    # NeMo runs the batch to tokens_to_generate past the longest prompt, so a row with a
+    # shorter prompt may generate more than max_tokens before it reaches its own limit.
+    longest = max((c.prompt_tokens for c in counts if c), default=0)
     completions = []
-    for index, (prompt, sentence) in enumerate(zip(prompts, sentences, strict=True)):
+    for index, (prompt, sentence, raw, count) in enumerate(
+        zip(prompts, sentences, raws, counts, strict=True)
+    ):
         start = find_generation_start(sentence, prompt)
         if start is None:
             raise SteerLMResponseError(
                 url, f"sentence {index} does not start with its prompt", sentence
             )
-        raw = {key: _item(value, index) for key, value in body.items()}
-        text, stop_string = truncate_at_stop(sentence[start:], stops)
-        usage = count_usage(raw.get("tokens"), raw.get("offsets"), start)
+        at_limit: bool | None = None
+        if count is not None:
+            limit = options.max_tokens + longest - count.prompt_tokens
+            at_limit = not count.ended_with_eos and count.completion_tokens >= limit
+        text, stop_string = extract_answer(
+            sentence[start:], stops, markers_dropped(prompt, sentence), at_limit is False
+        )
+        usage = count.usage if count else None
         completions.append(
             Completion(
                 text=text,
-                finish_reason=_finish_reason(stop_string, usage, options),
+                finish_reason=_finish_reason(stop_string, usage, at_limit, options),
                 stop_string=stop_string,
                 usage=usage,
                 logprobs=_generated_logprobs(raw.get("logprob"), usage),
@@ -124,6 +182,57 @@ def find_generation_start(sentence: str, prompt: str) -> int | None:
     return position
 
 
+def extract_answer(
+    generated: str, stops: Sequence[str], markers_dropped: bool, stopped_early: bool
+) -> tuple[str, str | None]:
+    """The user-visible answer in the generated text, and the stop string it ended at.
+
+    Args:
+        generated: The sentence after the echoed prompt.
+        stops: The end strings sent.
+        markers_dropped: The echo lost the ``<extra_id_N>`` markers (see
+            :func:`markers_dropped`): a line holding only a role name, or a label line,
+            then starts a made-up next turn and ends the answer too.
+        stopped_early: Generation ended before the token limit; a trailing proper prefix
+            of an end string starting a line is then a fragment NeMo 1.20 stopped at
+            (it stops at the first token of each end string) and is removed.
+    """
+    text, stop_string = truncate_at_stop(generated, stops)
+    if markers_dropped:
+        turn = _DROPPED_TURN.search(text)
+        if turn:
+            text = text[: turn.start()]
+            stop_string = LABEL_MARKER if turn.group("label") else TURN_MARKER
+    if stop_string is None and stopped_early:
+        # Before truncate_at_stop's removal of a cut-off marker: "<" may be the fragment.
+        cut, stop_string = _drop_stop_fragment(_ECHOED_MARKER.sub("", generated), stops)
+        if stop_string is not None:
+            text = cut
+    return text.strip(), stop_string
+
+
+def markers_dropped(prompt: str, sentence: str) -> bool:
+    """Whether the server's tokenizer dropped the prompt's markers from its echo."""
+    return bool(_ECHOED_MARKER.search(prompt)) and not _ECHOED_MARKER.search(sentence)
+
+
+def _drop_stop_fragment(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    body = text.rstrip()
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        for size in range(len(stop) - 1, 0, -1):
+            if body.endswith(stop[:size]):
+                start = len(body) - size
+                before = body[:start].rstrip(" \t")
+                at_line_start = not before or before.endswith("\n")
+                if at_line_start and (best is None or start < best[0]):
+                    best = (start, stop)
+                break
+    if best is None:
+        return text, None
+    return body[: best[0]], best[1]
+
+
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     """Cut ``text`` at the earliest stop string and remove stray turn markers.
 
@@ -147,36 +256,129 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     return _ECHOED_MARKER.sub("", cut), best[1]
 
 
-def count_usage(tokens: Any, offsets: Any, generation_start: int) -> Usage | None:
-    """Count prompt and completion tokens from the server's tokens and character offsets.
+@dataclass(frozen=True)
+class TokenCount:
+    """How one row of ``tokens`` splits into prompt, answer and end-of-sequence tokens.
 
-    A token belongs to the prompt when it starts before the generated text does.
-    Returns None when the server sent no usable ``tokens`` and ``offsets``.
+    Attributes:
+        prompt_tokens: Tokens of the prompt (with a BOS token, if one was added).
+        completion_tokens: Generated tokens, without end-of-sequence tokens and padding.
+        ended_with_eos: The row ends with end-of-sequence tokens (the model's own, or the
+            padding of a row that finished before others in its batch).
     """
-    if not (isinstance(tokens, list) and isinstance(offsets, list)):
+
+    prompt_tokens: int
+    completion_tokens: int
+    ended_with_eos: bool
+
+    @property
+    def usage(self) -> Usage:
+        """The counts as :class:`~steerlm.types.Usage`."""
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+
+
+def count_tokens(tokens: Any, offsets: Any, prompt: str) -> TokenCount | None:
+    """Split one row of the server's ``tokens`` at the end of ``prompt``.
+
+    NeMo's ``offsets`` are not character positions in the sentence (they add up raw
+    token-string lengths), so the tokens are decoded here: SentencePiece pieces (``▁``,
+    ``<0xNN>``), byte-level BPE pieces (``Ġ``, ``Ċ``) or plain text. The prompt ends at
+    the token where its characters, compared without markers and whitespace, run out,
+    plus its final newline. Tokens NeMo counts as zero-length (``offsets`` do not advance
+    over them) at the end of the row are end-of-sequence and padding, never counted.
+
+    Returns:
+        The counts, or None when the row has no usable tokens or does not hold the prompt.
+    """
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         return None
-    if len(tokens) != len(offsets) or not all(type(o) is int for o in offsets):
+    zero = set(_SPECIAL_TOKENS)
+    if isinstance(offsets, list) and len(offsets) == len(tokens):
+        for index in range(len(tokens) - 1):
+            if offsets[index + 1] == offsets[index] and tokens[index]:
+                zero.add(tokens[index])
+    end = len(tokens)
+    while end and tokens[end - 1] in zero:
+        end -= 1
+    decode = _piece_decoder(tokens)
+    starts, data = [], bytearray()
+    for token in tokens[:end]:
+        starts.append(len(data))
+        data += b"" if token in zero else decode(token)
+    boundary = _prompt_end(bytes(data), prompt)
+    if boundary is None:
         return None
-    prompt_tokens = sum(1 for offset in offsets if offset < generation_start)
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens) - prompt_tokens)
+    prompt_tokens = sum(1 for start in starts if start < boundary)
+    return TokenCount(prompt_tokens, end - prompt_tokens, end < len(tokens))
+
+
+def _piece_decoder(tokens: Sequence[str]) -> Callable[[str], bytes]:
+    if any("▁" in t or _BYTE_PIECE.fullmatch(t) for t in tokens):
+        return _sentencepiece_bytes
+    if any("Ġ" in t or "Ċ" in t for t in tokens):
+        return _byte_level_bytes
+    return str.encode
+
+
+def _sentencepiece_bytes(token: str) -> bytes:
+    byte = _BYTE_PIECE.fullmatch(token)
+    return bytes([int(byte[1], 16)]) if byte else token.replace("▁", " ").encode()
+
+
+def _byte_level_bytes(token: str) -> bytes:
+    return b"".join(
+        bytes([UNICODE_TO_BYTE[c]]) if c in UNICODE_TO_BYTE else c.encode() for c in token
+    )
+
+
+def _prompt_end(data: bytes, prompt: str) -> int | None:
+    """Byte index in ``data`` where the prompt ends (see :func:`count_tokens`)."""
+    wanted = b"".join(_MARKER_BYTES.sub(b"", prompt.encode()).split())
+    matched = position = 0
+    while matched < len(wanted):
+        if position >= len(data):
+            return None
+        marker = _MARKER_BYTES.match(data, position)
+        if marker:
+            position = marker.end()
+        elif data[position : position + 1].isspace():
+            position += 1
+        elif data[position] == wanted[matched]:
+            matched += 1
+            position += 1
+        else:
+            return None
+    tail = len(prompt) - len(prompt.rstrip())
+    while tail and data[position : position + 1].isspace():
+        position += 1
+        tail -= 1
+    return position
 
 
 def _finish_reason(
-    stop_string: str | None, usage: Usage | None, options: GenerationOptions
+    stop_string: str | None,
+    usage: Usage | None,
+    at_limit: bool | None,
+    options: GenerationOptions,
 ) -> FinishReason:
     if stop_string is not None:
         return "stop"
+    if at_limit is not None:
+        # Not at the limit: end of sequence, or an end string the echo does not show.
+        return "length" if at_limit else "stop"
     if usage is not None and usage.completion_tokens < options.max_tokens:
         return "stop"  # the model ended its sequence before the limit
     return "length"
 
 
 def _generated_logprobs(logprob: Any, usage: Usage | None) -> list[float] | None:
-    # NeMo's logprob covers every token after the first; keep the generated ones.
+    # NeMo's logprob covers every token after the first, padding included: keep the
+    # generated ones. A server that sends only the answer's gets them as they are.
     if not isinstance(logprob, list) or usage is None:
         return None
-    return (
-        [float(value) for value in logprob[-usage.completion_tokens :]]
-        if usage.completion_tokens
-        else []
-    )
+    if len(logprob) >= usage.total_tokens - 1:
+        first = max(usage.prompt_tokens - 1, 0)
+        values = logprob[first : first + usage.completion_tokens]
+    else:
+        values = logprob[-usage.completion_tokens :] if usage.completion_tokens else []
+    return [float(value) for value in values]

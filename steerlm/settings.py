@@ -8,11 +8,21 @@ keywords into prompts and options; :meth:`~SteerLMSettings.send` sends them.
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from steerlm.attributes import AttributesInput, merge_attributes
 from steerlm.client import SteerLMClient, resolve_base_url
@@ -31,6 +41,13 @@ from steerlm.tools import (
     tool_instructions,
 )
 from steerlm.types import Completion, Turn
+
+#: Standard framework arguments (LangChain passes ``api_key`` to every chat model) that
+#: mean nothing to NeMo: accepted with a warning instead of an unknown-argument error.
+_IGNORED_ARGUMENTS = {
+    "api_key": "NeMo's /generate has no API keys; put credentials in base_url "
+    "(http://user:token@host).",
+}
 
 #: Per-call keywords besides the generation options.
 CALL_KEYWORDS = frozenset({"attributes", "stop", "model", "tools", "tool_choice", "json_schema"})
@@ -131,6 +148,46 @@ class SteerLMSettings(BaseModel):
     )
 
     _client: SteerLMClient = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        # Pydantic wraps errors raised by validators in a ValidationError; raise the
+        # SteerLMInputError the README promises, with its message, instead.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _input_error(type(self).__name__, exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_raw_input(cls, data: Any) -> Any:
+        # Before pydantic coerces anything: a typo'd argument would otherwise be ignored,
+        # and instance attributes such as {"humor": True} or 9.0 would become 1 or 9.
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for key, reason in _IGNORED_ARGUMENTS.items():
+            if data.pop(key, None) is not None:
+                warnings.warn(f"{cls.__name__} ignores {key!r}: {reason}", stacklevel=4)
+        names = set(cls.model_fields) | {
+            alias
+            for field in cls.model_fields.values()
+            for alias in (field.alias, field.validation_alias)
+            if isinstance(alias, str)
+        }
+        unknown = sorted(str(key) for key in data if key not in names)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, sorted(names), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise SteerLMInputError(
+                f"Unknown argument(s) for {cls.__name__}: {', '.join(hints)}. See the "
+                "README for the settings; per-call options go to invoke/chat as keywords."
+            )
+        if data.get("attributes") is not None:
+            preset = data.get("preset") or cls.model_fields["preset"].default
+            merge_attributes(get_preset(preset), data["attributes"])
+        return data
 
     @model_validator(mode="after")
     def _validate_settings(self) -> SteerLMSettings:
@@ -298,3 +355,15 @@ def _instructions(
     if json_schema is not None:
         parts.append(json_instructions(json_schema))
     return tools, SYSTEM_JOINER.join(parts)
+
+
+def _input_error(class_name: str, exc: ValidationError) -> SteerLMInputError:
+    """The SteerLMInputError behind a ValidationError, or one that lists its problems."""
+    problems = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, SteerLMInputError):
+            return cause
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return SteerLMInputError(f"Invalid {class_name} settings: " + "; ".join(problems) + ".")

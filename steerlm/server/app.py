@@ -18,11 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from steerlm.server.engines import Engine
-from steerlm.server.protocol import RejectionError, parse_request
+from steerlm.server.protocol import NEMO_VERSIONS, RejectionError, parse_request
 
 log = logging.getLogger("steerlm.server")
-
-NEMO_VERSIONS = ("1.17", "1.18", "latest")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from steerlm.server.app import NEMO_VERSIONS, NeMoServer
+from steerlm.server.app import NeMoServer
 from steerlm.server.engines import Engine, ScriptedEngine
+from steerlm.server.protocol import NEMO_VERSIONS
 
 log = logging.getLogger("steerlm.server")
 
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--nemo-version",
         choices=NEMO_VERSIONS,
         default="latest",
-        help="mimic a NeMo release: 1.17 ignores end_strings, compute_logprob and random_seed",
+        help="mimic a NeMo release (1.18: 1.18-1.19, 1.23: 1.21-2.0, 2.5: 2.1+): 1.17 ignores "
+        "end_strings, compute_logprob and random_seed; 1.20 stops at the first token of an "
+        "end string; 1.20+ never apply a sent repetition_penalty",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from steerlm.server.protocol import GenerateParams
+from steerlm.response import BYTE_TO_UNICODE, UNICODE_TO_BYTE
+from steerlm.server.protocol import GenerateParams, release
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,9 @@ class Generation:
     """One prompt's share of the answer, in NeMo's terms.
 
     ``sentence`` is prompt plus generated text as decoded; ``tokens``, ``token_ids`` and
-    ``offsets`` (start character of each token in ``sentence``) cover both; ``logprob``
-    has one value per token after the first, or is None when not asked for.
+    ``offsets`` (NeMo's: summed raw token lengths, see :func:`nemo_offsets`) cover both and
+    any end-of-sequence padding; ``logprob`` has one value per token after the first, or
+    is None when not asked for.
     """
 
     sentence: str
@@ -46,8 +48,20 @@ def ending_end_string(text: str, end_strings: Iterable[str]) -> str | None:
 
 EchoMode = Literal["exact", "drop_markers", "respace_markers", "normalize_whitespace"]
 
+#: How the scripted engine tokenizes and decodes, imitating tokenizers NeMo serves with:
+#: ``plain``: word/space/punctuation tokens that are their own text, no end-of-sequence
+#: token (the echo follows ``echo_mode``); ``sp``: Llama-2 SentencePiece, markers are plain
+#: text (``<``, ``extra``, ``_``...), ``▁`` for spaces, ``<0x0A>`` byte pieces, lossless;
+#: ``sp_legacy``: NeMo's legacy SentencePiece with the markers as special tokens, whose
+#: ``ids_to_text`` re-spaces them (``\n <extra_id_1> User``); ``hf``: a Hugging Face
+#: byte-level BPE (``Ġ``, ``Ċ``) with the markers as special tokens, dropped from the echo.
+TokenizerKind = Literal["plain", "sp", "sp_legacy", "hf"]
+TOKENIZER_KINDS: tuple[TokenizerKind, ...] = ("plain", "sp", "sp_legacy", "hf")
+
+END_OF_TEXT = "<|endoftext|>"
 _MARKER = re.compile(r"<extra_id_(\d+)>")
 _PIECE = re.compile(r"<extra_id_\d+>|<\|endoftext\|>|\s+|\w+|[^\w\s]")
+_UNIT = re.compile(r"\n|\t| ?[A-Za-z0-9]+| ?[^\sA-Za-z0-9]| ")
 
 
 def echo(text: str, mode: EchoMode) -> str:
@@ -61,18 +75,169 @@ def echo(text: str, mode: EchoMode) -> str:
     return text
 
 
+def nemo_offsets(tokens: Sequence[str], zero_length: Iterable[str]) -> list[int]:
+    """``offsets`` as NeMo's ``generate()`` computes them for one row.
+
+    Not character positions: each offset adds up the lengths of the raw token strings
+    before it (``▁What``, ``<0x0A>``...), counting only the tokenizer's pad, eos, bos, cls,
+    unk, sep and mask tokens (``zero_length``) as empty.
+    """
+    special = frozenset(zero_length)
+    offsets = [0]
+    for token in tokens[:-1]:
+        offsets.append(offsets[-1] + (0 if token in special else len(token)))
+    return offsets[: len(tokens)]
+
+
+class FakeTokenizer:
+    """A deterministic stand-in for the tokenizers NeMo serves with (see ``TokenizerKind``).
+
+    ``encode`` gives raw token strings as NeMo's ``ids_to_tokens`` lists them, ``decode``
+    gives the text NeMo's ``ids_to_text`` returns for them.
+    """
+
+    def __init__(self, kind: TokenizerKind, echo_mode: EchoMode = "exact") -> None:
+        self.kind = kind
+        self.echo_mode = echo_mode
+        self.eos: str | None = {"plain": None, "sp": "</s>", "sp_legacy": "</s>"}.get(
+            kind, END_OF_TEXT
+        )
+        self.bos = "<s>" if kind in ("sp", "sp_legacy") else END_OF_TEXT
+        # NeMo's zero-length tokens (pad/eos/bos...); the markers are not among them.
+        self.zero_length = frozenset({self.bos, *([self.eos] if self.eos else [])})
+        self.marker_tokens_special = kind in ("sp_legacy", "hf")
+
+    def encode(self, text: str, continuation: bool = False) -> list[str]:
+        """Tokens of ``text``; ``continuation`` means it follows earlier text (no dummy prefix)."""
+        if self.kind == "plain":
+            return _PIECE.findall(text)
+        pieces: list[str] = []
+        specials = r"<extra_id_\d+>" + (r"|<\|endoftext\|>" if self.kind == "hf" else "")
+        parts = re.split(f"({specials})", text) if self.marker_tokens_special else [text]
+        for index, part in enumerate(parts):
+            if index % 2:
+                pieces.append(self.eos if part == END_OF_TEXT and self.eos else part)
+            elif part:
+                # SentencePiece adds a dummy "▁" prefix to each text it encodes: the whole
+                # text, or (legacy) each stretch between special tokens.
+                prefix = self.kind == "sp_legacy" or (self.kind == "sp" and index == 0)
+                pieces += self._encode_text(part, prefix and not (continuation and index == 0))
+        return pieces
+
+    def _encode_text(self, text: str, dummy_prefix: bool) -> list[str]:
+        sp = self.kind != "hf"
+        space = "▁" if sp else "Ġ"
+        pieces: list[str] = []
+        for unit in _UNIT.findall(text):
+            lead, body = (space, unit[1:]) if unit.startswith(" ") else ("", unit)
+            if dummy_prefix and not pieces:
+                lead = lead or "▁"
+            if body in ("\n", "\t") or not body:
+                pieces += [lead] if lead else []
+                if body:
+                    pieces.append(f"<0x{ord(body):02X}>" if sp else BYTE_TO_UNICODE[ord(body)])
+            elif body.isascii():
+                pieces.append(lead + body)
+            elif sp:  # SentencePiece byte fallback
+                pieces += [lead] if lead else []
+                pieces += [f"<0x{byte:02X}>" for byte in body.encode()]
+            else:
+                pieces.append(lead + "".join(BYTE_TO_UNICODE[b] for b in body.encode()))
+        return pieces
+
+    def decode(self, tokens: Sequence[str]) -> str:
+        """The text of ``tokens`` as NeMo's ``ids_to_text`` returns it."""
+        if self.kind == "plain":
+            return echo("".join(tokens), self.echo_mode)
+        if self.kind == "hf":
+            # NeMo's AutoTokenizer drops every special token, markers included.
+            kept = [t for t in tokens if t not in self.zero_length and not _MARKER.fullmatch(t)]
+            return bytes(UNICODE_TO_BYTE[c] for t in kept for c in t).decode(errors="replace")
+        if self.kind == "sp":
+            return self._decode_sp(tokens)
+        # Legacy SentencePiece: decode the stretches, put " <marker> " between, strip.
+        text, stretch = "", list[str]()
+        for token in tokens:
+            if _MARKER.fullmatch(token):
+                text += self._decode_sp(stretch) + " " + token + " "
+                stretch = []
+            else:
+                stretch.append(token)
+        return (text + self._decode_sp(stretch)).strip()
+
+    def _decode_sp(self, tokens: Sequence[str]) -> str:
+        data = bytearray()
+        for token in tokens:
+            if token in self.zero_length:
+                continue
+            byte = re.fullmatch(r"<0x([0-9A-F]{2})>", token)
+            data += bytes([int(byte[1], 16)]) if byte else token.replace("▁", " ").encode()
+        # SentencePiece drops the space of the dummy prefix.
+        return data.decode(errors="replace").removeprefix(" ")
+
+
+@dataclass(frozen=True)
+class _StopRule:
+    """When a row stops, per NeMo release (``end_of_generation_condition``)."""
+
+    tokens: frozenset[str]  # stop as soon as one of these tokens is generated
+    strings: tuple[str, ...]  # stop when the decoded row ends with one of these
+
+    @staticmethod
+    def of(params: GenerateParams, tokenizer: FakeTokenizer) -> _StopRule:
+        eos = {tokenizer.eos} if tokenizer.eos else set()
+        ends = params.end_strings
+        version = release(params.nemo_version)
+        if tokenizer.kind == "plain":  # no EOS token: whole end strings on the text
+            return _StopRule(frozenset(), tuple(s for s in ends if s != END_OF_TEXT))
+        if tuple(ends) in ((END_OF_TEXT,), ()):  # also all of 1.17, which has no end_strings
+            return _StopRule(frozenset(eos), ())
+        if version < (1, 20):
+            # 1.18-1.19: whole strings on the decoded text; EOS only while it is listed.
+            has_eos = END_OF_TEXT in ends
+            return _StopRule(
+                frozenset(eos if has_eos else ()), tuple(s for s in ends if s != END_OF_TEXT)
+            )
+        reference = tokenizer.encode("<extra_id_1>")
+        tokens, strings = set(eos), list[str]()
+        for end in ends:
+            with_end = tokenizer.encode(f"<extra_id_1>{end}")
+            if version == (1, 20):
+                # 1.20: the first token after the <extra_id_1> prefix stops, whatever follows.
+                if len(with_end) > len(reference):
+                    tokens.add(with_end[len(reference)])
+                strings.append(end)
+            elif end == END_OF_TEXT:
+                continue  # 1.21+: mapped to the EOS token, always included
+            elif len(with_end) == len(reference) + 1 and with_end[:-1] == reference:
+                tokens.add(with_end[-1])  # 1.21+: an end string that is one token
+            else:
+                strings.append(end)
+        return _StopRule(frozenset(tokens), tuple(strings))
+
+    def stops(self, token: str, text: str) -> bool:
+        return token in self.tokens or any(text.endswith(s) for s in self.strings if s)
+
+
 class ScriptedEngine:
-    """A deterministic engine whose completions the caller chooses.
+    """A deterministic engine whose completions the caller chooses, answering like NeMo.
 
     Completions come, in order, from a queue filled by :meth:`script`; when it is empty,
-    ``responder(prompt)`` or a fixed default answers. Text is split into word, space and
-    punctuation tokens; ``<extra_id_N>`` markers are one token each, as in SteerLM's
-    tokenizer. Generation stops after ``tokens_to_generate`` tokens, as soon as the text
-    ends with an end string, or when the scripted text runs out (end of sequence).
+    ``responder(prompt)`` or a fixed default answers. The text is tokenized by a
+    :class:`FakeTokenizer` of kind ``tokenizer``; when the scripted text runs out the
+    model emits end-of-sequence. Rows stop as the server's release does (from
+    ``params.nemo_version``): at end-of-sequence, at ``tokens_to_generate``, or at an end
+    string by that release's rule (1.18-1.19 whole strings, 1.20 the first token of each,
+    1.21+ special tokens or whole strings; 1.17 has none). A batch runs as NeMo's does:
+    each row may run to ``tokens_to_generate`` plus its prompt's shortfall against the
+    longest prompt, and rows that finished early are padded with end-of-sequence tokens.
+    ``offsets`` follow NeMo's arithmetic (:func:`nemo_offsets`).
 
     Args:
         responder: Answers a prompt when no completion is queued.
-        echo_mode: How the returned sentence re-renders markers and whitespace.
+        echo_mode: With the ``plain`` tokenizer, how the echo re-renders markers and
+            whitespace.
+        tokenizer: Which tokenizer to imitate.
     """
 
     name = "scripted"
@@ -82,9 +247,11 @@ class ScriptedEngine:
         self,
         responder: Callable[[str], str] | None = None,
         echo_mode: EchoMode = "exact",
+        tokenizer: TokenizerKind = "plain",
     ) -> None:
         self.responder = responder
         self.echo_mode: EchoMode = echo_mode
+        self.tokenizer: TokenizerKind = tokenizer
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
 
@@ -94,11 +261,12 @@ class ScriptedEngine:
             self._queue.extend(completions)
 
     def reset(self) -> None:
-        """Forget queued completions and restore exact echo and the default answer."""
+        """Forget queued completions; restore the plain tokenizer, exact echo, default answer."""
         with self._lock:
             self._queue.clear()
         self.responder = None
         self.echo_mode = "exact"
+        self.tokenizer = "plain"
 
     def _next_completion(self, prompt: str) -> str:
         with self._lock:
@@ -107,34 +275,46 @@ class ScriptedEngine:
         return self.responder(prompt) if self.responder else self.default_answer
 
     def generate(self, prompts: Sequence[str], params: GenerateParams) -> list[Generation]:
-        """Generate every prompt from the script."""
-        return [self._generate_one(prompt, params) for prompt in prompts]
-
-    def _generate_one(self, prompt: str, params: GenerateParams) -> Generation:
-        generated = ""
-        count = 0
-        for piece in _PIECE.findall(self._next_completion(prompt)):
-            if count == params.tokens_to_generate:
-                break
-            generated += piece
-            count += 1
-            if ending_end_string(generated, params.end_strings):
-                break
-        prompt_pieces = _PIECE.findall(echo(prompt, self.echo_mode))
-        generated_pieces = _PIECE.findall(echo(generated, self.echo_mode))
-        pieces = prompt_pieces + generated_pieces
-        offsets, position = [], 0
-        for piece in pieces:
-            offsets.append(position)
-            position += len(piece)
-        return Generation(
-            sentence="".join(pieces),
-            tokens=pieces,
-            token_ids=[_token_id(piece) for piece in pieces],
-            offsets=offsets,
-            logprob=[-0.25] * (len(pieces) - 1) if params.wants_logprobs else None,
-            generated_tokens=count,
-        )
+        """Generate every prompt from the script, as one NeMo batch."""
+        tokenizer = FakeTokenizer(self.tokenizer, self.echo_mode)
+        rule = _StopRule.of(params, tokenizer)
+        contexts = [
+            ([tokenizer.bos] if params.add_BOS else []) + tokenizer.encode(prompt)
+            for prompt in prompts
+        ]
+        longest = max((len(c) for c in contexts), default=0)
+        rows: list[list[str]] = []
+        counts: list[int] = []
+        for prompt, context in zip(prompts, contexts, strict=True):
+            planned = tokenizer.encode(self._next_completion(prompt), continuation=True)
+            limit = params.tokens_to_generate + longest - len(context)
+            if tokenizer.eos:
+                # The script ran out: end of sequence, again and again while it does not
+                # stop the row (NeMo 1.18-1.19 without <|endoftext|> in end_strings).
+                planned += [tokenizer.eos] * (1 if tokenizer.eos in rule.tokens else limit)
+            row = list(context)
+            for token in planned[:limit]:
+                row.append(token)
+                if rule.stops(token, tokenizer.decode(row)):
+                    break
+            rows.append(row)
+            counts.append(len(row) - len(context))
+        width = max((len(row) for row in rows), default=0)
+        generations = []
+        for row, count in zip(rows, counts, strict=True):
+            if tokenizer.eos:
+                row += [tokenizer.eos] * (width - len(row))  # NeMo pads finished rows
+            generations.append(
+                Generation(
+                    sentence=tokenizer.decode(row),
+                    tokens=row,
+                    token_ids=[_token_id(token) for token in row],
+                    offsets=nemo_offsets(row, tokenizer.zero_length),
+                    logprob=[-0.25] * (len(row) - 1) if params.wants_logprobs else None,
+                    generated_tokens=count,
+                )
+            )
+        return generations
 
 
 def _token_id(piece: str) -> int:

