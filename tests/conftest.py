@@ -9,6 +9,7 @@ import pytest
 from steerlm.server.app import NeMoServer, serve_in_thread
 from steerlm.server.engines import ScriptedEngine
 from steerlm.server.process import DevServer, dev_server, free_port
+from tests.raw_server import RawServer
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,14 @@ def engine(nemo: NeMoServer) -> ScriptedEngine:
     """The scripted engine behind ``nemo``."""
     assert isinstance(nemo.engine, ScriptedEngine)
     return nemo.engine
+
+
+@pytest.fixture
+def raw() -> Iterator[RawServer]:
+    """A server that answers with hand-written bytes (transport faults); see raw_server.py."""
+    server = RawServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ANSWER = "Hello there."
+#: Credentials for base_url in tests: they must reach the wire and nothing else.
+SECRET = "s3cr3t-t0ken"
+BASIC_AUTH = "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:s3cr3t-t0ken
+
+
+def with_credentials(base_url: str) -> str:
+    """``base_url`` with ``alice:SECRET@`` in it."""
+    return base_url.replace("http://", f"http://alice:{SECRET}@")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import functools
 import gzip
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +33,8 @@ from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 from steerlm.server.app import Fault, NeMoServer
 from tests.raw_server import (
     ANSWER,
+    BASIC_AUTH,
+    SECRET,
     Drip,
     Pause,
     RawServer,
@@ -41,26 +42,15 @@ from tests.raw_server import (
     gzipped_ok,
     ok,
     response,
+    with_credentials,
 )
 
-SECRET = "s3cr3t-t0ken"
 QUESTION = [Turn("user", "Hi")]
 MODES = ["sync", "async"]
 
 
-@pytest.fixture
-def raw() -> Iterator[RawServer]:
-    server = RawServer()
-    yield server
-    server.close()
-
-
-def url_with_credentials(base_url: str) -> str:
-    return base_url.replace("http://", f"http://alice:{SECRET}@")
-
-
 def model(server: RawServer, **fields: Any) -> SteerLMSettings:
-    return SteerLMSettings(base_url=url_with_credentials(server.base_url), **fields)
+    return SteerLMSettings(base_url=with_credentials(server.base_url), **fields)
 
 
 def call(llm: SteerLMSettings, mode: str) -> str:
@@ -203,7 +193,7 @@ def test_credentials_go_out_as_basic_auth_only(raw: RawServer, mode: str) -> Non
     assert call(llm, mode) == ANSWER
     [request] = raw.requests
     assert request.line == "PUT /generate HTTP/1.1"
-    assert request.headers["authorization"] == "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:SECRET
+    assert request.headers["authorization"] == BASIC_AUTH
     assert SECRET not in request.line and "alice" not in request.headers.get("host", "")
 
 
@@ -214,7 +204,7 @@ def test_percent_encoded_credentials_are_decoded_for_the_header(raw: RawServer) 
 
 
 def test_client_shows_only_redacted_urls(raw: RawServer) -> None:
-    client = SteerLMClient(url_with_credentials(raw.base_url))
+    client = SteerLMClient(with_credentials(raw.base_url))
     assert client.base_url == raw.base_url.replace("http://", "http://***@")
     assert client.url == client.base_url + "/generate"
     assert SECRET not in repr(client.__dict__)
@@ -337,7 +327,7 @@ def test_retry_after_is_honoured_within_the_cap_and_logged(
 ) -> None:
     raw.queue([response(status, b'"busy"', {"Retry-After": retry_after})])
     client = SteerLMClient(
-        url_with_credentials(raw.base_url), retry=RetryPolicy(max_retries=1, max_delay=0.2)
+        with_credentials(raw.base_url), retry=RetryPolicy(max_retries=1, max_delay=0.2)
     )
     payload = {"sentences": ["p"]}
     with caplog.at_level(logging.INFO, logger="steerlm.http"):

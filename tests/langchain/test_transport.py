@@ -10,7 +10,6 @@ import asyncio
 import gc
 import json
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,21 +20,7 @@ from langchain_core.runnables import ConfigurableField
 from langchain_steerlm import SteerLMChat
 from steerlm import SteerLMConnectionError
 from steerlm.server import NeMoServer
-from tests.raw_server import ANSWER, RawServer
-
-SECRET = "s3cr3t-t0ken"
-AUTH = "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:s3cr3t-t0ken
-
-
-@pytest.fixture
-def raw() -> Iterator[RawServer]:
-    server = RawServer()
-    yield server
-    server.close()
-
-
-def with_credentials(base_url: str) -> str:
-    return base_url.replace("http://", f"http://alice:{SECRET}@")
+from tests.raw_server import ANSWER, BASIC_AUTH, SECRET, RawServer, with_credentials
 
 
 class Recorder(BaseCallbackHandler):
@@ -59,7 +44,7 @@ def test_credentials_reach_the_wire_and_nothing_else(raw: RawServer) -> None:
     llm = SteerLMChat(base_url=with_credentials(raw.base_url))
     recorder = Recorder()
     assert llm.invoke("Hi", config={"callbacks": [recorder]}).content == ANSWER
-    assert raw.requests[0].headers["authorization"] == AUTH
+    assert raw.requests[0].headers["authorization"] == BASIC_AUTH
     shown = [
         repr(llm),
         str(llm),
@@ -89,7 +74,7 @@ def test_copies_keep_the_credentials_for_the_wire(raw: RawServer) -> None:
     configurable.invoke("Hi", config={"configurable": {"max_tokens": 5}})
     llm.model_copy(update={"max_tokens": 7}).invoke("Hi")
     llm.bind(max_tokens=9).invoke("Hi")
-    assert [r.headers["authorization"] for r in raw.requests] == [AUTH] * 3
+    assert [r.headers["authorization"] for r in raw.requests] == [BASIC_AUTH] * 3
     assert [r.json["tokens_to_generate"] for r in raw.requests] == [5, 7, 9]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import Iterator
 
 import pytest
 from llama_index.core.llms import ChatMessage
@@ -14,28 +13,15 @@ from llama_index.core.llms import ChatMessage
 from llamaindex_steerlm import SteerLMChat
 from steerlm import SteerLMConnectionError
 from steerlm.server import NeMoServer
-from tests.raw_server import ANSWER, RawServer
+from tests.raw_server import ANSWER, BASIC_AUTH, SECRET, RawServer, with_credentials
 
-SECRET = "s3cr3t-t0ken"
-AUTH = "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:s3cr3t-t0ken
 HI = [ChatMessage(role="user", content="Hi")]
-
-
-@pytest.fixture
-def raw() -> Iterator[RawServer]:
-    server = RawServer()
-    yield server
-    server.close()
-
-
-def with_credentials(base_url: str) -> str:
-    return base_url.replace("http://", f"http://alice:{SECRET}@")
 
 
 def test_credentials_reach_the_wire_and_nothing_else(raw: RawServer) -> None:
     llm = SteerLMChat(base_url=with_credentials(raw.base_url))
     assert llm.chat(HI).message.content == ANSWER
-    assert raw.requests[0].headers["authorization"] == AUTH
+    assert raw.requests[0].headers["authorization"] == BASIC_AUTH
     shown = [repr(llm), str(llm), llm.to_json(), str(llm.to_dict()), llm.model_dump_json()]
     assert all(SECRET not in text for text in shown)
     assert llm.to_dict()["base_url"] == raw.base_url.replace("http://", "http://***@")
@@ -52,7 +38,7 @@ def test_copies_keep_the_credentials_for_the_wire(raw: RawServer) -> None:
     llm = SteerLMChat(base_url=with_credentials(raw.base_url))
     llm.with_attributes(humor=3).chat(HI)
     llm.model_copy(update={"max_tokens": 7}).chat(HI)
-    assert [r.headers["authorization"] for r in raw.requests] == [AUTH] * 2
+    assert [r.headers["authorization"] for r in raw.requests] == [BASIC_AUTH] * 2
     # A round trip through JSON keeps the redacted URL only: credentials are not exported.
     assert SteerLMChat.from_json(llm.to_json()).base_url == llm.to_dict()["base_url"]
 
