@@ -23,5 +23,9 @@ class SteerLMStandardSettings:
         return True
 
     @property
+    def supports_json_mode(self) -> bool:
+        return True  # method="json_mode": the schema goes into the system turn, as json_schema
+
+    @property
     def model_override_value(self) -> str:
         return "my-steerlm-finetune"  # a per-call `model` only renames the reported model
