@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -27,7 +28,7 @@ BASIC_AUTH = "Basic YWxpY2U6czNjcjN0LXQwa2Vu"  # alice:s3cr3t-t0ken
 
 def with_credentials(base_url: str) -> str:
     """``base_url`` with ``alice:SECRET@`` in it."""
-    return base_url.replace("http://", f"http://alice:{SECRET}@")
+    return base_url.replace("://", f"://alice:{SECRET}@", 1)
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,17 @@ def gzipped_ok(request: dict[str, Any]) -> bytes:
 
 
 class RawServer:
-    """The server: ``queue(script, ...)``; ``requests`` holds what arrived."""
+    """The server: ``queue(script, ...)``; ``requests`` holds what arrived.
 
-    def __init__(self) -> None:
+    Args:
+        tls: Serve HTTPS with this server context (the client must trust its certificate).
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.scripts: deque[list[Step]] = deque()
         self.requests: list[Request] = []
         self._threads: list[threading.Thread] = []
@@ -129,9 +135,15 @@ class RawServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        if self._tls is not None:
+            try:
+                conn = self._tls.wrap_socket(conn, server_side=True)  # owns the socket now
+            except OSError:
+                conn.close()
+                return
         with conn:
             try:
-                conn.settimeout(10)
                 request = self._read_request(conn)
                 if request is None:
                     return

@@ -13,6 +13,11 @@ import functools
 import gzip
 import json
 import logging
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -31,6 +36,7 @@ from steerlm import (
 from steerlm.errors import SteerLMRedirectError, SteerLMResponseTooLargeError
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 from steerlm.server.app import Fault, NeMoServer
+from steerlm.server.engines import ScriptedEngine
 from tests.raw_server import (
     ANSWER,
     BASIC_AUTH,
@@ -440,3 +446,78 @@ def test_json_of_the_answer_is_parsed_after_decoding(raw: RawServer) -> None:
     raw.queue([lambda request: response(200, json.dumps({"sentences": ["zzz"]}).encode())])
     with pytest.raises(SteerLMResponseError, match="does not start with its prompt"):
         call(model(raw), "sync")
+
+
+# -- HTTPS: the same deadline on TLS sockets ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_raw(certificate: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[RawServer]:
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    # Both libraries trust the CA files named here (requests and httpx read them per client).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    server = RawServer(tls=context)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_https_answers_and_a_dripping_https_server_times_out(tls_raw: RawServer, mode: str) -> None:
+    llm = SteerLMSettings(base_url=with_credentials(tls_raw.base_url), timeout=0.5)
+    assert call(llm, mode) == ANSWER
+    assert tls_raw.requests[0].headers["authorization"] == BASIC_AUTH
+    tls_raw.queue([Drip(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n", 0.05)])
+    with pytest.raises(SteerLMTimeoutError, match="https://\\*\\*\\*@127.0.0.1"):
+        call(llm, mode)
+
+
+# -- the pool after a fault ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_next_call_after_a_timeout_gets_a_fresh_connection(nemo: NeMoServer, mode: str) -> None:
+    nemo.faults.append(Fault(200, "{}", delay=1.0))
+    llm = SteerLMSettings(base_url=nemo.base_url, timeout=0.3)
+
+    async def both() -> str:
+        with pytest.raises(SteerLMTimeoutError):
+            await llm.asend(llm.plan_call([QUESTION], {}))
+        return (await llm.asend(llm.plan_call([QUESTION], {})))[0].text
+
+    if mode == "sync":
+        with pytest.raises(SteerLMTimeoutError):
+            call(llm, mode)
+        assert call(llm, mode) == ScriptedEngine.default_answer
+    else:
+        assert asyncio.run(both()) == ScriptedEngine.default_answer
+
+
+def test_concurrent_sync_calls_share_one_model_safely(nemo: NeMoServer) -> None:
+    llm = SteerLMSettings(base_url=nemo.base_url, timeout=30)
+    plan = llm.plan_call([QUESTION], {})
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(lambda _: llm.send(plan)[0].text, range(40)))
+    assert texts == [ScriptedEngine.default_answer] * 40
+    llm.close()
