@@ -10,9 +10,9 @@ and the true finish reason on each path.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -22,6 +22,8 @@ from langchain_steerlm import SteerLMChat as LangChainChat
 from llamaindex_steerlm import SteerLMChat as LlamaIndexChat
 from steerlm.server.app import NeMoServer
 from steerlm.server.engines import FakeTokenizer, ScriptedEngine, TokenizerKind
+
+T = TypeVar("T")
 
 RELEASES = ("1.17", "1.18", "1.20", "1.23", "2.5")
 TOKENIZERS: tuple[TokenizerKind, ...] = ("sp", "sp_legacy", "hf")
@@ -148,29 +150,50 @@ def _li_stream(llm: LlamaIndexChat, question: str, kwargs: dict[str, Any]) -> li
 
 Path = Callable[[str, tuple[str, str], dict[str, Any]], list[Outcome]]
 
+
+def _run(llm: LangChainChat | LlamaIndexChat, call: Callable[[], Awaitable[T]]) -> T:
+    # One event loop per call, its connection pool closed before the loop ends.
+    async def main() -> T:
+        try:
+            return await call()
+        finally:
+            await llm.aclose()
+
+    return asyncio.run(main())
+
+
+def _lc_ainvoke(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LangChainChat(base_url=url)
+    return [_lc_outcome(_run(llm, lambda: llm.ainvoke(qs[0], **kw)))]
+
+
+def _lc_abatch(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LangChainChat(base_url=url)
+    return [_lc_outcome(m) for m in _run(llm, lambda: llm.abatch(list(qs), **kw))]
+
+
+def _li_achat(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LlamaIndexChat(base_url=url)
+    response = _run(llm, lambda: llm.achat([_user(qs[0])], **kw))
+    return [_li_outcome(response.message.content, response.additional_kwargs)]
+
+
 #: Each path: (base URL, the two questions, call keywords) -> one outcome per prompt sent.
 PATHS: dict[str, Path] = {
     "langchain-invoke": lambda url, qs, kw: [
         _lc_outcome(LangChainChat(base_url=url).invoke(qs[0], **kw))
     ],
-    "langchain-ainvoke": lambda url, qs, kw: [
-        _lc_outcome(asyncio.run(LangChainChat(base_url=url).ainvoke(qs[0], **kw)))
-    ],
+    "langchain-ainvoke": _lc_ainvoke,
     "langchain-batch": lambda url, qs, kw: [
         _lc_outcome(m) for m in LangChainChat(base_url=url).batch(list(qs), **kw)
     ],
-    "langchain-abatch": lambda url, qs, kw: [
-        _lc_outcome(m) for m in asyncio.run(LangChainChat(base_url=url).abatch(list(qs), **kw))
-    ],
+    "langchain-abatch": _lc_abatch,
     "langchain-stream": lambda url, qs, kw: _lc_stream(LangChainChat(base_url=url), qs[0], kw),
     "llamaindex-chat": lambda url, qs, kw: [
         _li_outcome(r.message.content, r.additional_kwargs)
         for r in [LlamaIndexChat(base_url=url).chat([_user(qs[0])], **kw)]
     ],
-    "llamaindex-achat": lambda url, qs, kw: [
-        _li_outcome(r.message.content, r.additional_kwargs)
-        for r in [asyncio.run(LlamaIndexChat(base_url=url).achat([_user(qs[0])], **kw))]
-    ],
+    "llamaindex-achat": _li_achat,
     "llamaindex-complete": lambda url, qs, kw: [
         _li_outcome(r.text, r.additional_kwargs)
         for r in [LlamaIndexChat(base_url=url).complete(qs[0], **kw)]
