@@ -60,8 +60,12 @@ def dead_url() -> str:
 
 @pytest.fixture(scope="session")
 def real_server() -> Iterator[DevServer]:
-    """The dev server on the embedded real model, in its own process (session-wide)."""
-    with dev_server("--log-level", "WARNING") as server:
+    """The dev server on the embedded real model, in its own process (session-wide).
+
+    Raw prompt mode: the model reads the SteerLM prompt byte for byte, as on NeMo, so the
+    tests see real stop handling on marker text (chat mode is tested in tests/server).
+    """
+    with dev_server("--prompt-mode", "raw", "--log-level", "WARNING") as server:
         yield server
 
 

