@@ -27,6 +27,7 @@ import heapq
 import itertools
 import json
 import logging
+import os
 import random
 import re
 import socket
@@ -324,6 +325,10 @@ class _Watchdog:
     """One daemon thread expiring attempts at their deadlines."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also after fork(): the child has no watchdog thread and may inherit a held lock.
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Attempt]] = []
         self._order = itertools.count()
@@ -358,6 +363,8 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WATCHDOG._reset)
 _CURRENT_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
     "steerlm_attempt", default=None
 )
