@@ -196,7 +196,30 @@ def test_structured_output_by_function_calling(llm: SteerLMChat, engine: Scripte
     assert result == Person(name="Ada", age=36)
 
 
-def test_langgraph_agent_runs_a_two_tool_task(
+def _check_two_tool_run(nemo: NeMoServer, messages: list[Any]) -> None:
+    assert messages[-1].content == TWO_TOOL_AGENT_SCRIPT[-1]
+    assert [m.content for m in messages if isinstance(m, ToolMessage)] == ["5", "20"]
+    assert len(nemo.received) == 3
+    assert '<tool_result name="add">\n5\n</tool_result>' in sent_prompt(nemo, 1)
+    assert '<tool_result name="multiply">\n20\n</tool_result>' in sent_prompt(nemo, 2)
+
+
+def test_create_agent_runs_a_two_tool_task(
+    llm: SteerLMChat, nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    from langchain.agents import create_agent  # LangChain 1.x's agent (on LangGraph)
+
+    engine.script(*TWO_TOOL_AGENT_SCRIPT)
+    agent = create_agent(llm, [add, multiply], system_prompt="You are a calculator.")
+    result = agent.invoke({"messages": [HumanMessage(TWO_TOOL_QUESTION)]})
+    _check_two_tool_run(nemo, result["messages"])
+    assert sent_prompt(nemo, 0).startswith("<extra_id_0>System\nYou are a calculator.\n\n")
+
+
+# LangGraph 1.x deprecates its prebuilt agent for langchain.agents.create_agent; it stays
+# tested for installs that still use it.
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_langgraph_prebuilt_agent_runs_a_two_tool_task(
     llm: SteerLMChat, nemo: NeMoServer, engine: ScriptedEngine
 ) -> None:
     from langgraph.prebuilt import create_react_agent
@@ -204,11 +227,7 @@ def test_langgraph_agent_runs_a_two_tool_task(
     engine.script(*TWO_TOOL_AGENT_SCRIPT)
     agent = create_react_agent(llm, [add, multiply])
     result = agent.invoke({"messages": [HumanMessage(TWO_TOOL_QUESTION)]})
-    assert result["messages"][-1].content == TWO_TOOL_AGENT_SCRIPT[-1]
-    assert [m.content for m in result["messages"] if isinstance(m, ToolMessage)] == ["5", "20"]
-    assert len(nemo.received) == 3
-    assert '<tool_result name="add">\n5\n</tool_result>' in sent_prompt(nemo, 1)
-    assert '<tool_result name="multiply">\n20\n</tool_result>' in sent_prompt(nemo, 2)
+    _check_two_tool_run(nemo, result["messages"])
 
 
 # -- trust boundary: tool and schema texts cannot inject markers ---------------------------
