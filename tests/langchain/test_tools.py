@@ -317,11 +317,14 @@ DEEP = "[" * 3000
 
 
 def test_deeply_nested_call_is_an_invalid_call(llm: SteerLMChat, engine: ScriptedEngine) -> None:
-    engine.script(f'<tool_call>{{"name": "add", "arguments": {{"a": {DEEP}')
+    engine.script(*[f'<tool_call>{{"name": "add", "arguments": {{"a": {DEEP}'] * 2)
     message = llm.bind_tools([add]).invoke("go")
     assert message.tool_calls == []
     [invalid] = message.invalid_tool_calls
     assert "nested more than 100 levels deep" in (invalid["error"] or "")
+    [chunk] = llm.bind_tools([add]).stream("go")
+    assert chunk.tool_calls == []
+    assert "nested more than 100 levels deep" in (chunk.invalid_tool_calls[0]["args"] or "")
 
 
 def test_deeply_nested_json_is_a_parse_error(llm: SteerLMChat, engine: ScriptedEngine) -> None:
