@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from steerlm.server.process import dev_server
+from steerlm.presets import get_preset
+from steerlm.prompt import build_prompt
+from steerlm.server.llama_engine import LlamaEngine
+from steerlm.server.process import DevServer, dev_server
+from steerlm.server.protocol import GenerateParams
+from steerlm.types import Turn
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +115,9 @@ def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
 
 
 def test_nemo_1_17_switch_ignores_end_strings() -> None:
-    with dev_server("--nemo-version", "1.17", "--log-level", "WARNING") as server:
+    with dev_server(
+        "--nemo-version", "1.17", "--prompt-mode", "raw", "--log-level", "WARNING"
+    ) as server:
         url = server.url
         full = generate(url, tokens_to_generate=20, greedy=True)
         stop = full["sentences"][0][len(PROMPT) :].split()[1]
@@ -131,3 +140,106 @@ def test_missing_or_non_gguf_model_file_is_a_clear_error(tmp_path: Path) -> None
     wrong = run_cli("--model", str(fake))
     assert wrong.returncode == 2
     assert "is not a GGUF file" in wrong.stderr
+
+
+QUESTIONS = (
+    "Where did techno music originate?",
+    "What is the capital of France?",
+    "Name three colors.",
+    "Why is the sky blue?",
+)
+
+
+def steerlm_prompt(question: str, **attributes: int) -> str:
+    preset = get_preset(None)
+    return build_prompt([Turn("user", question)], {**preset.defaults, **attributes}, preset)
+
+
+def test_a_batch_gives_the_same_greedy_answers_as_one_by_one(real_server_url: str) -> None:
+    prompts = [steerlm_prompt(question) for question in QUESTIONS]
+    together = generate(real_server_url, sentences=prompts, tokens_to_generate=24, greedy=True)
+    alone = [
+        generate(real_server_url, sentences=[prompt], tokens_to_generate=24, greedy=True)
+        for prompt in prompts
+    ]
+    assert together["sentences"] == [answer["sentences"][0] for answer in alone]
+    assert together["token_ids"] == [answer["token_ids"][0] for answer in alone]
+
+
+def test_a_prompt_longer_than_the_context_is_refused_with_the_counts(
+    real_server_url: str,
+) -> None:
+    response = requests.put(
+        f"{real_server_url}/generate",
+        json={"sentences": ["short", "word " * 3000], "tokens_to_generate": 4},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    message = response.json()
+    assert isinstance(message, str)
+    assert re.search(r"prompt 1 is \d{4} tokens long", message), message
+    assert "context of 2048 tokens" in message
+    assert "--ctx" in message
+
+
+@pytest.fixture(scope="module")
+def chat_server() -> Iterator[DevServer]:
+    """The dev server in chat-template mode (the default), for this module."""
+    with dev_server("--prompt-mode", "chat", "--log-level", "WARNING") as server:
+        yield server
+
+
+def test_chat_mode_answers_after_the_label_line_in_nemo_shape(chat_server: DevServer) -> None:
+    prompts = [steerlm_prompt(QUESTIONS[0], humor=humor) for humor in (0, 9)]
+    answer = generate(
+        chat_server.url,
+        sentences=prompts,
+        tokens_to_generate=48,
+        greedy=True,
+        end_strings=["<extra_id_1>", "<|endoftext|>"],
+    )
+    for prompt, sentence, tokens in zip(
+        prompts, answer["sentences"], answer["tokens"], strict=True
+    ):
+        assert sentence.startswith(prompt)
+        text = sentence[len(prompt) :].removesuffix("<extra_id_1>").strip()
+        assert len(text.split()) >= 3, sentence  # a visible answer, not a new label line
+        assert "<extra_id" not in text and "<|im_" not in text
+        assert "".join(tokens) == sentence
+    assert answer["sentences"][0] != answer["sentences"][1]  # the humor instruction counts
+
+
+def test_chat_mode_ends_the_turn_with_the_marker_a_steerlm_model_writes(
+    chat_server: DevServer,
+) -> None:
+    prompt = steerlm_prompt(QUESTIONS[1])
+    answer = generate(
+        chat_server.url,
+        sentences=[prompt],
+        tokens_to_generate=200,
+        greedy=True,
+        end_strings=["<extra_id_1>", "<|endoftext|>"],
+    )
+    assert answer["sentences"][0].endswith("<extra_id_1>")
+    assert answer["sentences"][0][len(prompt) : -len("<extra_id_1>")].strip()
+
+
+def test_chat_mode_passes_plain_completion_text_through_raw(chat_server: DevServer) -> None:
+    answer = generate(chat_server.url, sentences=["The sky is"], tokens_to_generate=4, greedy=True)
+    assert answer["sentences"][0].startswith("The sky is")
+
+
+def test_the_engine_stops_when_cancelled() -> None:
+    engine = LlamaEngine(prompt_mode="raw", parallel=2)
+    checks = []
+
+    def cancelled() -> bool:
+        checks.append(1)
+        return len(checks) > 5
+
+    generations = engine.generate(
+        [PROMPT, PROMPT],
+        GenerateParams(tokens_to_generate=500, greedy=True, end_strings=()),
+        cancelled,
+    )
+    assert all(g.generated_tokens < 10 for g in generations)
