@@ -136,7 +136,9 @@ def parse_generation(
                 finish_reason=_finish_reason(stop_string, usage, at_limit, options),
                 stop_string=stop_string,
                 usage=usage,
-                logprobs=_generated_logprobs(raw.get("logprob"), usage),
+                logprobs=(
+                    _generated_logprobs(raw.get("logprob"), usage) if options.logprobs else None
+                ),
                 prompt=prompt,
                 raw=raw,
             )

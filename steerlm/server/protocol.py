@@ -17,7 +17,7 @@ MAX_SENTENCES = 128
 #: ``text_generation_server.py`` and stop rules behave alike (see :func:`release`).
 NEMO_VERSIONS = ("1.17", "1.18", "1.20", "1.23", "2.5", "latest")
 
-#: Keys NeMo knows; others are logged and ignored. NeMo 1.17 lacks the last three.
+#: Keys NeMo knows; others are logged and ignored. Older releases lack the last three.
 KNOWN_KEYS = frozenset(
     {
         "sentences",
@@ -35,7 +35,8 @@ KNOWN_KEYS = frozenset(
         "random_seed",
     }
 )
-_KEYS_AFTER_1_17 = frozenset({"end_strings", "compute_logprob", "random_seed"})
+_KEYS_FROM_1_18 = frozenset({"end_strings"})
+_KEYS_FROM_1_21 = frozenset({"compute_logprob", "random_seed"})  # 1.22, 1.23 in fact
 
 log = logging.getLogger("steerlm.server")
 
@@ -100,21 +101,25 @@ def _release_defaults(nemo_version: str) -> dict[str, Any]:
     return {"repetition_penalty": 1.2 if release(nemo_version) < (2, 1) else 1.0}
 
 
-def _dropped_by_generate(nemo_version: str) -> dict[str, Any]:
+def _dropped_by_generate(nemo_version: str, sent: dict[str, Any]) -> dict[str, Any]:
     """Values NeMo validates but never passes on to sampling, by release.
 
     From 1.20 ``generate()`` grew ``compute_attention_mask, compute_logprob`` before
     ``repetition_penalty``, but the server still passes ``repetition_penalty`` positionally
     (through 2.5), so it lands in ``compute_attention_mask`` and sampling uses the 1.0
     default; 1.20 passes ``min_tokens_to_generate`` positionally too (into
-    ``compute_logprob``), so it is dropped as well.
+    ``compute_logprob``), so it is dropped as well, and a non-zero value switches
+    log-probabilities on. Before 1.20 log-probabilities are always computed and returned.
     """
     version = release(nemo_version)
     dropped: dict[str, Any] = {}
+    if version < (1, 20):
+        dropped["compute_logprob"] = True
     if version >= (1, 20):
         dropped["repetition_penalty"] = 1.0
     if version == (1, 20):
         dropped["min_tokens_to_generate"] = 0
+        dropped["compute_logprob"] = bool(sent.get("min_tokens_to_generate"))
     return dropped
 
 
@@ -128,8 +133,12 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
         KeyError: ``sentences`` is missing (NeMo answers HTTP 500).
         RejectionError: A value fails NeMo's checks.
     """
-    legacy = release(nemo_version) < (1, 18)
-    known = KNOWN_KEYS - _KEYS_AFTER_1_17 if legacy else KNOWN_KEYS
+    version = release(nemo_version)
+    known = KNOWN_KEYS
+    if version < (1, 21):
+        known -= _KEYS_FROM_1_21
+    if version < (1, 18):
+        known -= _KEYS_FROM_1_18
     for key in body:
         if key not in known:
             log.error("The request key %s is not allowed", key)
@@ -146,7 +155,7 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
             values[key] = body[key]
     if "end_strings" in values:
         values["end_strings"] = tuple(values["end_strings"])
-    values.update(_dropped_by_generate(nemo_version))
+    values.update(_dropped_by_generate(nemo_version, values))
     return sentences, GenerateParams(**values)
 
 

@@ -188,3 +188,22 @@ def test_tokenizer_echoes(
     prompt = "<extra_id_1>User\nQ\n<extra_id_1>Assistant\n"
     body = {"sentences": [prompt], "end_strings": ["<extra_id_1>", "<|endoftext|>"]}
     assert put(nemo, body).json()["sentences"] == [sentence]
+
+
+@pytest.mark.parametrize(
+    ("release", "body", "logprob"),
+    [
+        ("1.17", {}, True),  # always computed before 1.20
+        ("1.18", {"compute_logprob": False}, True),
+        ("1.20", {"compute_logprob": True}, False),  # an unknown key in 1.20
+        ("1.20", {"min_tokens_to_generate": 3}, True),  # ... lands in compute_logprob
+        ("1.23", {"compute_logprob": True}, True),
+        ("2.5", {}, False),
+    ],
+)
+def test_which_releases_return_logprob(
+    nemo: NeMoServer, release: str, body: dict[str, Any], logprob: bool
+) -> None:
+    nemo.nemo_version = release
+    answer = put(nemo, {"sentences": ["x"], **body}).json()
+    assert (answer["logprob"] is not None) == logprob
