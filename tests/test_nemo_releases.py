@@ -307,3 +307,18 @@ def test_nemo_1_17_with_dropped_markers_stops_at_a_label_line(
     message = llm.invoke("Hi")
     assert message.content == "Detroit."
     assert message.response_metadata["stop_string"] == "<extra_id_2>"
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_a_bos_token_counts_with_the_prompt(
+    nemo: NeMoServer, engine: ScriptedEngine, tokenizer: TokenizerKind
+) -> None:
+    engine.tokenizer = tokenizer
+    engine.script("Detroit." + NEXT_TURN)
+    message = LangChainChat(base_url=nemo.base_url).invoke("Hi", add_bos=True)
+    assert message.content == "Detroit."
+    [body] = nemo.received
+    assert body["add_BOS"] is True
+    assert message.usage_metadata is not None
+    prompt_tokens = len(FakeTokenizer(tokenizer).encode(body["sentences"][0]))
+    assert message.usage_metadata["input_tokens"] == prompt_tokens + 1
