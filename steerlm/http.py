@@ -503,8 +503,8 @@ class HttpSession:
         """Close the sync pool, and forget async clients of loops that are closed."""
         with self._lock:
             session, self._session = self._session, None
-            for loop in [lp for lp in self._async_clients if lp.is_closed()]:
-                del self._async_clients[loop]
+            for loop in [lp for lp in list(self._async_clients) if lp.is_closed()]:
+                self._async_clients.pop(loop, None)
         if session is not None:
             session.close()
 
@@ -639,8 +639,8 @@ class HttpSession:
         loop = asyncio.get_running_loop()
         entry = self._async_clients.get(loop)
         if entry is None:
-            for stale in [lp for lp in self._async_clients if lp.is_closed()]:
-                del self._async_clients[stale]
+            for stale in [lp for lp in list(self._async_clients) if lp.is_closed()]:
+                self._async_clients.pop(stale, None)
             client = httpx.AsyncClient(follow_redirects=False)
             closer = _close_at_loop_shutdown(client, self._async_clients, loop)
             await closer.__anext__()
@@ -658,7 +658,7 @@ async def _close_at_loop_shutdown(
     finally:
         entry = registry.get(loop)
         if entry is not None and entry[0] is client:
-            del registry[loop]
+            registry.pop(loop, None)
         await client.aclose()
 
 
