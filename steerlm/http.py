@@ -459,10 +459,10 @@ class HttpSession:
         self,
         method: str,
         endpoint: Endpoint,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | None,
         decode: Callable[[HttpResponse], T],
     ) -> T:
-        """Send ``payload`` as JSON with retries; ``decode`` turns the answer into a result.
+        """Send ``payload`` as JSON (None: no body) with retries; ``decode`` reads the answer.
 
         ``decode`` raises a :class:`~steerlm.errors.SteerLMError` for an answer that is an
         error; the retry policy then decides whether to try again.
@@ -470,7 +470,7 @@ class HttpSession:
         Raises:
             SteerLMError: Every failure, after the retries it deserves.
         """
-        body = encode_json(endpoint.display, payload)
+        body = None if payload is None else encode_json(endpoint.display, payload)
         attempt = 0
         while True:
             try:
@@ -484,11 +484,11 @@ class HttpSession:
         self,
         method: str,
         endpoint: Endpoint,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | None,
         decode: Callable[[HttpResponse], T],
     ) -> T:
         """Async :meth:`request`; it never blocks the event loop."""
-        body = encode_json(endpoint.display, payload)
+        body = None if payload is None else encode_json(endpoint.display, payload)
         attempt = 0
         while True:
             try:
@@ -534,7 +534,7 @@ class HttpSession:
 
     # -- one sync attempt ------------------------------------------------------------------
 
-    def _attempt(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+    def _attempt(self, method: str, endpoint: Endpoint, body: bytes | None) -> HttpResponse:
         deadline = time.monotonic() + self.timeout
         attempt = _Attempt(deadline)
         token = _CURRENT_ATTEMPT.set(attempt)
@@ -545,7 +545,7 @@ class HttpSession:
                 method,
                 endpoint.url,
                 data=body,
-                headers=_headers(endpoint),
+                headers=_headers(endpoint, body),
                 timeout=(self.timeout, self.timeout),
                 allow_redirects=False,
                 stream=True,
@@ -605,7 +605,7 @@ class HttpSession:
 
     # -- one async attempt -----------------------------------------------------------------
 
-    async def _aattempt(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+    async def _aattempt(self, method: str, endpoint: Endpoint, body: bytes | None) -> HttpResponse:
         try:
             # wait_for cancels the whole attempt at the deadline, whatever it waits on.
             return await asyncio.wait_for(
@@ -618,10 +618,16 @@ class HttpSession:
         except Exception as exc:
             raise self._transport_error(endpoint, exc) from None
 
-    async def _aattempt_inner(self, method: str, endpoint: Endpoint, body: bytes) -> HttpResponse:
+    async def _aattempt_inner(
+        self, method: str, endpoint: Endpoint, body: bytes | None
+    ) -> HttpResponse:
         client = await self._async_client()
         async with client.stream(
-            method, endpoint.url, content=body, headers=_headers(endpoint), timeout=self.timeout
+            method,
+            endpoint.url,
+            content=body,
+            headers=_headers(endpoint, body),
+            timeout=self.timeout,
         ) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
             _check_head(endpoint, response.status_code, headers, self.max_response_bytes)
@@ -662,12 +668,10 @@ async def _close_at_loop_shutdown(
         await client.aclose()
 
 
-def _headers(endpoint: Endpoint) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "Accept-Encoding": _ACCEPT_ENCODING,
-    }
+def _headers(endpoint: Endpoint, body: bytes | None) -> dict[str, str]:
+    headers = {"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     if endpoint.authorization:
         headers["Authorization"] = endpoint.authorization
     return headers

@@ -34,7 +34,13 @@ from steerlm import (
     Turn,
 )
 from steerlm.errors import SteerLMRedirectError, SteerLMResponseTooLargeError
-from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
+from steerlm.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Endpoint,
+    HttpResponse,
+    HttpSession,
+    RetryPolicy,
+)
 from steerlm.server.app import Fault, NeMoServer
 from steerlm.server.engines import ScriptedEngine
 from tests.raw_server import (
@@ -521,3 +527,29 @@ def test_concurrent_sync_calls_share_one_model_safely(nemo: NeMoServer) -> None:
         texts = list(pool.map(lambda _: llm.send(plan)[0].text, range(40)))
     assert texts == [ScriptedEngine.default_answer] * 40
     llm.close()
+
+
+# -- the shared layer, as a second transport would use it ------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_http_layer_serves_other_routes_and_methods(nemo: NeMoServer, mode: str) -> None:
+    session = HttpSession(timeout=5, retry=RetryPolicy(max_retries=0))
+    health = Endpoint.parse(nemo.base_url).join("/health")
+
+    def decode(response: HttpResponse) -> Any:
+        return response.status, json.loads(response.text)
+
+    if mode == "sync":
+        status, body = session.request("GET", health, None, decode)
+        session.close()
+    else:
+
+        async def get() -> Any:
+            try:
+                return await session.arequest("GET", health, None, decode)
+            finally:
+                await session.aclose()
+
+        status, body = asyncio.run(get())
+    assert status == 200 and body["status"] == "ok"
