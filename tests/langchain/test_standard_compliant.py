@@ -34,3 +34,13 @@ class TestSteerLMChatCompliantModel(SteerLMStandardSettings, ChatModelIntegratio
         # Some standard tests build their own instance from chat_model_params: point every
         # instance at the scripted server through the documented environment variable.
         monkeypatch.setenv("STEERLM_BASE_URL", nemo.base_url)
+
+    # langchain-tests lets a standard test be overridden only as an expected failure.
+    @pytest.mark.xfail(
+        reason="a benchmark replaying recorded (VCR) provider traffic: there is none for a "
+        "scripted server, and its VCR fixture fails to set up with some aiohttp releases; "
+        "timing is measured in benchmarks/",
+        run=False,
+    )
+    def test_stream_time(self) -> None:  # type: ignore[override]
+        """Not run: see the reason."""
