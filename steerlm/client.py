@@ -7,12 +7,19 @@ credentials, logging) lives in :mod:`steerlm.http`, which a second transport reu
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from steerlm.errors import SteerLMInputError
+from steerlm.coalesce import Coalescer
+from steerlm.errors import (
+    SteerLMInputError,
+    SteerLMRedirectError,
+    SteerLMResponseError,
+    SteerLMServerError,
+)
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Endpoint,
@@ -29,8 +36,13 @@ from steerlm.types import Completion
 DEFAULT_BASE_URL = "http://localhost:5555"
 BASE_URL_ENV = "STEERLM_BASE_URL"
 
+#: One for the whole process, so that every model instance pointing at the same server
+#: with the same options shares its lanes.
+COALESCER = Coalescer(MAX_SENTENCES_PER_REQUEST)
+
 __all__ = [
     "BASE_URL_ENV",
+    "COALESCER",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "RetryPolicy",
@@ -76,6 +88,11 @@ class SteerLMClient:
     Many prompts go out as one request (NeMo runs them as one batch), split into requests
     of at most 128. Sync calls reuse one connection pool; async calls one per event loop.
 
+    With ``coalesce`` on, concurrent calls with the same options share requests: a call
+    that finds no request of its kind in flight goes out at once; calls that arrive
+    meanwhile wait, since NeMo's lock would queue them anyway, and leave together as one
+    request when it returns (see :mod:`steerlm.coalesce`).
+
     Args:
         base_url: Server root, e.g. ``http://localhost:5555``; see :func:`resolve_base_url`.
         timeout: Seconds one attempt may take in all (connect, send, wait, read the
@@ -84,6 +101,7 @@ class SteerLMClient:
             :class:`~steerlm.http.RetryPolicy`).
         max_response_bytes: Cap of one decoded answer body.
         retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
+        coalesce: Merge concurrent calls into shared requests.
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class SteerLMClient:
         max_retries: int = 2,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
+        coalesce: bool = True,
     ) -> None:
         if not (
             isinstance(timeout, int | float)
@@ -117,6 +136,7 @@ class SteerLMClient:
         self.http = HttpSession(
             timeout=self.timeout, retry=self.retry, max_response_bytes=max_response_bytes
         )
+        self.coalesce = coalesce
 
     @property
     def base_url(self) -> str:
@@ -144,21 +164,50 @@ class SteerLMClient:
             SteerLMServerError: The server refused the request (or redirected it).
             SteerLMResponseError: The answer is not a generation result, or too large.
         """
+
+        def send(chunk: Sequence[str]) -> list[Completion]:
+            body = self.post_json(build_request_body(chunk, options, stops))
+            return parse_generation(self.url, body, chunk, stops, options)
+
         completions = []
         for chunk in _chunks(prompts):
-            body = self.post_json(build_request_body(chunk, options, stops))
-            completions += parse_generation(self.url, body, chunk, stops, options)
+            if self.coalesce:
+                key = self._lane(options, stops)
+                completions += COALESCER.run(key, chunk, send, _caused_by_one_prompt)
+            else:
+                completions += send(chunk)
         return completions
 
     async def agenerate(
         self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
     ) -> list[Completion]:
         """Async :meth:`generate`; it never blocks the event loop."""
+
+        async def send(chunk: Sequence[str]) -> list[Completion]:
+            body = await self.apost_json(build_request_body(chunk, options, stops))
+            return parse_generation(self.url, body, chunk, stops, options)
+
         completions = []
         for chunk in _chunks(prompts):
-            body = await self.apost_json(build_request_body(chunk, options, stops))
-            completions += parse_generation(self.url, body, chunk, stops, options)
+            if self.coalesce:
+                key = self._lane(options, stops)
+                completions += await COALESCER.arun(key, chunk, send, _caused_by_one_prompt)
+            else:
+                completions += await send(chunk)
         return completions
+
+    def _lane(self, options: GenerationOptions, stops: Sequence[str]) -> Hashable:
+        """Calls with equal lanes may share a request: same server, same wire options."""
+        wire = build_request_body([], options, stops)
+        return (
+            self._generate.url,
+            self._generate.authorization,
+            json.dumps(wire, sort_keys=True),
+            tuple(stops),
+            self.timeout,
+            self.retry,
+            self.http.max_response_bytes,
+        )
 
     def post_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one ``PUT /generate`` with retries and return its decoded JSON object."""
@@ -187,6 +236,19 @@ class SteerLMClient:
         # interpreter shutdown there may be nothing left to release.
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _caused_by_one_prompt(error: BaseException) -> bool:
+    """Whether a merged request's error could come from one caller's prompts alone.
+
+    NeMo's validation string (HTTP 200), a 400 or 413, and an answer that cannot be parsed
+    can; connection errors, timeouts and 5xx cannot, and reach every caller.
+    """
+    if isinstance(error, SteerLMRedirectError):
+        return False
+    if isinstance(error, SteerLMServerError):
+        return error.status in (200, 400, 413, 422)
+    return isinstance(error, SteerLMResponseError)
 
 
 def _chunks(prompts: Sequence[str]) -> list[Sequence[str]]:

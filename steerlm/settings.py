@@ -9,25 +9,27 @@ keywords into prompts and options; :meth:`~SteerLMSettings.send` sends them.
 from __future__ import annotations
 
 import difflib
-import warnings
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_serializer,
     model_validator,
 )
 
 from steerlm.attributes import AttributesInput, merge_attributes
-from steerlm.client import SteerLMClient, resolve_base_url
+from steerlm.client import BASE_URL_ENV, SteerLMClient, resolve_base_url
 from steerlm.errors import SteerLMInputError
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
+from steerlm.openai import DEFAULT_OPENAI_BASE_URL, OpenAIClient
 from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
 from steerlm.presets import AttributeValue, Preset, get_preset
 from steerlm.prompt import SYSTEM_JOINER, build_prompt
@@ -40,14 +42,10 @@ from steerlm.tools import (
     parse_tool_calls,
     tool_instructions,
 )
-from steerlm.types import Completion, Turn
+from steerlm.types import Completion, StreamChunk, Turn
 
-#: Standard framework arguments (LangChain passes ``api_key`` to every chat model) that
-#: mean nothing to NeMo: accepted with a warning instead of an unknown-argument error.
-_IGNORED_ARGUMENTS = {
-    "api_key": "NeMo's /generate has no API keys; put credentials in base_url "
-    "(http://user:token@host).",
-}
+#: Environment variable with the API key, when ``api_key`` is not given.
+API_KEY_ENV = "STEERLM_API_KEY"
 
 #: Per-call keywords besides the generation options.
 CALL_KEYWORDS = frozenset({"attributes", "stop", "model", "tools", "tool_choice", "json_schema"})
@@ -89,7 +87,29 @@ class SteerLMSettings(BaseModel):
         "Credentials as http://user:token@host go out as Basic auth, shown nowhere.",
     )
     model: str | None = Field(
-        default=None, description="Model name reported in metadata; the preset's by default."
+        default=None,
+        description="Model name. With api='nemo' it is only reported in metadata (the "
+        "preset's by default). With api='openai' it is sent in each request; when None the "
+        "server's /models is asked once and its only model is used and reported.",
+    )
+    api: Literal["nemo", "openai"] = Field(
+        default="nemo",
+        description="Wire protocol: 'nemo' is NeMo's PUT {base_url}/generate (no streaming); "
+        "'openai' is POST {base_url}/completions of an OpenAI-compatible server (vLLM, "
+        "TensorRT-LLM, NIM, llama.cpp; base_url is the API root such as "
+        "http://localhost:8000/v1), with token streaming.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="API key sent as 'Authorization: Bearer ...' with either api (NeMo is "
+        "often behind a gateway). Falls back to $STEERLM_API_KEY. Never shown in repr, "
+        "serialization, tracing or errors.",
+    )
+    default_headers: dict[str, str] | None = Field(
+        default=None,
+        repr=False,
+        description="Extra headers for every request, with either api (values are not "
+        "shown in repr or serialization).",
     )
     preset: str | Preset = Field(
         default="llama2-13b-steerlm",
@@ -146,8 +166,13 @@ class SteerLMSettings(BaseModel):
         description="Tokens the served model holds (prompt plus answer); the preset's "
         "when None. Set it to the server's real context length.",
     )
+    coalesce: bool = Field(
+        default=True,
+        description="Merge concurrent calls to the same server with the same options into "
+        "shared requests (NeMo runs one request at a time); False sends one request per call.",
+    )
 
-    _client: SteerLMClient = PrivateAttr()
+    _client: SteerLMClient | OpenAIClient = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         # Pydantic wraps errors raised by validators in a ValidationError; raise the
@@ -165,9 +190,6 @@ class SteerLMSettings(BaseModel):
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        for key, reason in _IGNORED_ARGUMENTS.items():
-            if data.pop(key, None) is not None:
-                warnings.warn(f"{cls.__name__} ignores {key!r}: {reason}", stacklevel=4)
         names = set(cls.model_fields) | {
             alias
             for field in cls.model_fields.values()
@@ -202,15 +224,53 @@ class SteerLMSettings(BaseModel):
             raise SteerLMInputError(
                 f"context_window must be a positive number of tokens, got {self.context_window}."
             )
+        # The URL really used (from the environment or the default), credentials kept.
+        if self.api == "openai":
+            url = self.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL
+            self.base_url = resolve_base_url(url)
+            self._client = OpenAIClient(
+                self.base_url,
+                model=self.model,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                max_response_bytes=self.max_response_bytes,
+                headers=self._headers(),
+            )
+            return self
         self._client = SteerLMClient(
             self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
             max_response_bytes=self.max_response_bytes,
+            coalesce=self.coalesce,
         )
-        # The URL really used (from the environment or the default), credentials kept.
+        self._client.http.headers.update(self._headers())
         self.base_url = resolve_base_url(self.base_url)
         return self
+
+    def _headers(self) -> dict[str, str]:
+        """``default_headers``, and the API key as a Bearer token (it wins over both)."""
+        headers = dict(self.default_headers or {})
+        for name, value in headers.items():
+            if not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
+                raise SteerLMInputError(
+                    f"default_headers: header {name!r} must be a string without line breaks."
+                )
+        key = self.api_key.get_secret_value() if self.api_key else os.environ.get(API_KEY_ENV)
+        if key:
+            if any(c in key for c in "\r\n\0 "):
+                raise SteerLMInputError(
+                    "api_key must be one token without spaces or line breaks; check "
+                    f"api_key or ${API_KEY_ENV}."
+                )
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    @field_serializer("default_headers")
+    def _serialize_headers(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        # Header values are often credentials of a gateway: dumps show only the names.
+        return {name: "***" for name in headers} if headers else headers
 
     @field_serializer("base_url")
     def _serialize_base_url(self, url: str | None) -> str | None:
@@ -228,13 +288,22 @@ class SteerLMSettings(BaseModel):
 
     @property
     def model_name(self) -> str:
-        """``model``, or the preset's model name."""
-        return self.model or self.resolved_preset.model_name
+        """``model``; with api='openai' the model discovered on the server once known;
+        else the preset's model name."""
+        discovered = self._client.model if isinstance(self._client, OpenAIClient) else None
+        return self.model or discovered or self.resolved_preset.model_name
 
     @property
-    def client(self) -> SteerLMClient:
-        """The HTTP client (one connection pool per instance)."""
+    def client(self) -> SteerLMClient | OpenAIClient:
+        """The transport (one connection pool per instance)."""
         return self._client
+
+    @staticmethod
+    def served_model_name(plan: CallPlan, completion: Completion) -> str:
+        """The model to report for ``completion``: the one the server says answered it
+        (OpenAI-compatible servers name it in each answer), else the plan's."""
+        model = completion.raw.get("model")
+        return model if isinstance(model, str) and model else plan.model_name
 
     def generation_options(self, overrides: Mapping[str, Any] | None = None) -> GenerationOptions:
         """The instance's decoding settings, with per-call ``overrides`` applied."""
@@ -336,6 +405,38 @@ class SteerLMSettings(BaseModel):
     async def asend(self, plan: CallPlan) -> list[Completion]:
         """Async :meth:`send`, non-blocking."""
         return await self._client.agenerate(plan.prompts, plan.options, plan.stops)
+
+    @property
+    def streams_tokens(self) -> bool:
+        """Whether :meth:`send_stream` delivers tokens as they are generated (api='openai')."""
+        return isinstance(self._client, OpenAIClient)
+
+    def send_stream(self, plan: CallPlan) -> Iterator[StreamChunk]:
+        """Stream the answer to the plan's one prompt.
+
+        With api='openai' the text arrives as it is generated, cut at stop strings even
+        across chunks; the last chunk carries the whole :class:`~steerlm.types.Completion`.
+        With api='nemo' (``/generate`` does not stream) the answer is one chunk.
+        Closing the iterator early closes the connection.
+        """
+        if isinstance(self._client, OpenAIClient):
+            yield from self._client.stream(plan.prompts[0], plan.options, plan.stops)
+            return
+        completion = self.send(plan)[0]
+        yield StreamChunk(completion.text, completion)
+
+    async def asend_stream(self, plan: CallPlan) -> AsyncIterator[StreamChunk]:
+        """Async :meth:`send_stream`."""
+        if isinstance(self._client, OpenAIClient):
+            chunks = self._client.astream(plan.prompts[0], plan.options, plan.stops)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()  # at once, not when the generator is collected
+            return
+        completion = (await self.asend(plan))[0]
+        yield StreamChunk(completion.text, completion)
 
 
 def _instructions(

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "end_strings, compute_logprob and random_seed; 1.20 stops at the first token of an "
         "end string; 1.20+ never apply a sent repetition_penalty",
     )
+    parser.add_argument(
+        "--step-ms",
+        type=float,
+        default=0.0,
+        help="scripted engine: milliseconds per decoding step, paid once per request for its "
+        "longest row, as a GPU batch pays it (for benchmarks; default 0)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_engine(args: argparse.Namespace) -> Engine:
     """Load the engine the arguments ask for."""
     if args.engine == "scripted":
-        return ScriptedEngine()
+        return ScriptedEngine(step_seconds=args.step_ms / 1000)
     from steerlm.server.llama_engine import LlamaEngine
 
     return LlamaEngine(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -238,6 +239,9 @@ class ScriptedEngine:
         echo_mode: With the ``plain`` tokenizer, how the echo re-renders markers and
             whitespace.
         tokenizer: Which tokenizer to imitate.
+        step_seconds: Latency of one decoding step. A request then takes ``step_seconds``
+            times its longest row's generated tokens, whatever its number of rows, as a
+            batch on a GPU does (decoding is memory-bound; the rows share each step).
     """
 
     name = "scripted"
@@ -248,8 +252,10 @@ class ScriptedEngine:
         responder: Callable[[str], str] | None = None,
         echo_mode: EchoMode = "exact",
         tokenizer: TokenizerKind = "plain",
+        step_seconds: float = 0.0,
     ) -> None:
         self.responder = responder
+        self.step_seconds = step_seconds
         self.echo_mode: EchoMode = echo_mode
         self.tokenizer: TokenizerKind = tokenizer
         self._queue: deque[str] = deque()
@@ -267,6 +273,7 @@ class ScriptedEngine:
         self.responder = None
         self.echo_mode = "exact"
         self.tokenizer = "plain"
+        self.step_seconds = 0.0
 
     def _next_completion(self, prompt: str) -> str:
         with self._lock:
@@ -300,6 +307,8 @@ class ScriptedEngine:
             rows.append(row)
             counts.append(len(row) - len(context))
         width = max((len(row) for row in rows), default=0)
+        if self.step_seconds:
+            time.sleep(self.step_seconds * max(counts, default=0))
         generations = []
         for row, count in zip(rows, counts, strict=True):
             if tokenizer.eos:
