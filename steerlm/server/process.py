@@ -125,13 +125,19 @@ class DevServer:
         """Why the server is not running: None while it runs, else a full explanation."""
         if self.process is None or self.process.poll() is None:
             return None
-        if self._reader is not None:
-            self._reader.join(timeout=2)  # let the last lines arrive
+        self._drain()
         returncode = self.process.returncode
         message = f"steerlm-server at {self.url} died: {describe_exit(returncode)}."
         if returncode == -signal.SIGILL:
             message += " " + SIGILL_HINT
         return message + self._tail()
+
+    def _drain(self) -> None:
+        # Let the last lines arrive, then release the pipe.
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def _tail(self) -> str:
         if not self.output:
@@ -145,14 +151,16 @@ class DevServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then kill after 10 s)."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._drain()
 
 
 @contextmanager

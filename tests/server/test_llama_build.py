@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -15,9 +17,11 @@ NATIVE_ONLY = ("AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8"
 
 
 def enabled_features() -> dict[str, bool]:
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info().decode()
+    # In a child: importing llama_cpp leaves a file open until the interpreter exits.
+    code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+    info = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     return {name: value == "1" for name, value in re.findall(r"(\w+) = (\d)", info)}
 
 
