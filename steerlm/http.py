@@ -14,7 +14,11 @@ sync (``requests``) and async (``httpx``) paths:
 - **credentials** in the URL (``http://user:token@host``) go out as a Basic
   ``Authorization`` header and appear nowhere else: errors, logs and reprs show
   ``http://***@host``;
-- every transport failure becomes a :class:`~steerlm.errors.SteerLMError`.
+- every transport failure becomes a :class:`~steerlm.errors.SteerLMError`;
+- **streams** (:meth:`HttpSession.open_stream`, server-sent events): retries and the
+  deadline apply up to the response head; after it, ``timeout`` bounds each gap between
+  arriving bytes instead of the whole answer (a long answer may stream for minutes, a
+  stalled one fails after ``timeout``), and the cap counts every byte of the stream.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -279,6 +283,27 @@ def encode_json(display_url: str, payload: Mapping[str, Any]) -> bytes:
         ) from None
 
 
+def check_limits(timeout: object, max_retries: object, max_response_bytes: object) -> None:
+    """Validate a transport's timeout, retries and size cap before anything is sent.
+
+    Raises:
+        SteerLMInputError: A value that is not usable, naming the fix.
+    """
+    if not (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and 0 < timeout < float("inf")
+    ):
+        raise SteerLMInputError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    if not (type(max_retries) is int and max_retries >= 0):
+        raise SteerLMInputError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+    if not (type(max_response_bytes) is int and max_response_bytes > 0):
+        raise SteerLMInputError(
+            "max_response_bytes must be a positive integer (bytes), got "
+            f"{max_response_bytes!r}; the default is {DEFAULT_MAX_RESPONSE_BYTES}."
+        )
+
+
 # -- the sync deadline ---------------------------------------------------------------------
 # requests/urllib3 only time out single socket operations. A watchdog thread shuts down
 # the sockets of an attempt at its deadline, which ends any blocked read at once.
@@ -437,6 +462,8 @@ class HttpSession:
         timeout: Seconds one attempt may take in all, from connecting to the last byte.
         retry: When and how long to wait before another attempt.
         max_response_bytes: Cap of a decoded response body.
+        headers: Extra headers for every request (``Authorization: Bearer ...``, a
+            gateway's headers). Never logged; errors never quote them.
     """
 
     def __init__(
@@ -445,10 +472,12 @@ class HttpSession:
         timeout: float,
         retry: RetryPolicy,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.timeout = timeout
         self.retry = retry
         self.max_response_bytes = max_response_bytes
+        self.headers = dict(headers or {})
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, Any]] = {}
@@ -461,11 +490,13 @@ class HttpSession:
         endpoint: Endpoint,
         payload: Mapping[str, Any] | None,
         decode: Callable[[HttpResponse], T],
+        retry: RetryPolicy | None = None,
     ) -> T:
         """Send ``payload`` as JSON (None: no body) with retries; ``decode`` reads the answer.
 
         ``decode`` raises a :class:`~steerlm.errors.SteerLMError` for an answer that is an
-        error; the retry policy then decides whether to try again.
+        error; the retry policy (the session's, unless ``retry`` is given) then decides
+        whether to try again.
 
         Raises:
             SteerLMError: Every failure, after the retries it deserves.
@@ -476,7 +507,7 @@ class HttpSession:
             try:
                 return self._decoded(self._attempt(method, endpoint, body), decode)
             except SteerLMError as error:
-                wait = self._next_wait(attempt, error, endpoint)
+                wait = self._next_wait(attempt, error, endpoint, retry)
             time.sleep(wait)
             attempt += 1
 
@@ -486,6 +517,7 @@ class HttpSession:
         endpoint: Endpoint,
         payload: Mapping[str, Any] | None,
         decode: Callable[[HttpResponse], T],
+        retry: RetryPolicy | None = None,
     ) -> T:
         """Async :meth:`request`; it never blocks the event loop."""
         body = None if payload is None else encode_json(endpoint.display, payload)
@@ -495,7 +527,7 @@ class HttpSession:
                 response = await self._aattempt(method, endpoint, body)
                 return self._decoded(response, decode)
             except SteerLMError as error:
-                wait = self._next_wait(attempt, error, endpoint)
+                wait = self._next_wait(attempt, error, endpoint, retry)
             await asyncio.sleep(wait)
             attempt += 1
 
@@ -514,6 +546,157 @@ class HttpSession:
         if entry is not None:
             await entry[0].aclose()
 
+    def _headers(
+        self, endpoint: Endpoint, body: bytes | None, stream: bool = False
+    ) -> dict[str, str]:
+        return _headers(endpoint, body, self.headers, stream)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def open_stream(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        payload: Mapping[str, Any],
+        on_error: Callable[[HttpResponse], object],
+    ) -> HttpStream:
+        """Send ``payload`` and return the open answer, to read as it arrives.
+
+        Retries cover everything up to the response head. An answer other than 200 is
+        read whole and given to ``on_error``, which raises the transport's error (if it
+        does not, a :class:`~steerlm.errors.SteerLMServerError` is raised).
+
+        Raises:
+            SteerLMError: Every failure before the stream starts, after its retries.
+        """
+        body = encode_json(endpoint.display, payload)
+        attempt = 0
+        while True:
+            try:
+                return self._open_stream(method, endpoint, body, on_error)
+            except SteerLMError as error:
+                wait = self._next_wait(attempt, error, endpoint)
+            time.sleep(wait)
+            attempt += 1
+
+    async def aopen_stream(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        payload: Mapping[str, Any],
+        on_error: Callable[[HttpResponse], object],
+    ) -> AsyncHttpStream:
+        """Async :meth:`open_stream`."""
+        body = encode_json(endpoint.display, payload)
+        attempt = 0
+        while True:
+            try:
+                return await self._aopen_stream(method, endpoint, body, on_error)
+            except SteerLMError as error:
+                wait = self._next_wait(attempt, error, endpoint)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _open_stream(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        body: bytes,
+        on_error: Callable[[HttpResponse], object],
+    ) -> HttpStream:
+        deadline = time.monotonic() + self.timeout
+        attempt = _Attempt(deadline)
+        token = _CURRENT_ATTEMPT.set(attempt)
+        _WATCHDOG.add(attempt)
+        response: requests.Response | None = None
+        failed: HttpResponse | None = None
+        try:
+            # The read timeout (each socket read) is what bounds the gaps of the stream
+            # once the watchdog's deadline for the head is over.
+            response = self._sync_session().request(
+                method,
+                endpoint.url,
+                data=body,
+                headers=self._headers(endpoint, body, stream=True),
+                timeout=(self.timeout, self.timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            if response.status_code != 200:
+                failed = self._read_sync(endpoint, response, deadline)
+            else:
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                _check_stream_head(endpoint, headers)
+        except Exception as exc:
+            expired = attempt.finish()
+            if response is not None:
+                response.close()
+            if expired or time.monotonic() >= deadline:
+                raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
+            if isinstance(exc, SteerLMError):
+                raise
+            raise self._transport_error(endpoint, exc) from None
+        finally:
+            _CURRENT_ATTEMPT.reset(token)
+        if attempt.finish():  # the deadline struck just after the head: the socket is shut
+            response.close()
+            raise SteerLMTimeoutError(endpoint.display, self.timeout)
+        if failed is not None:
+            response.close()
+            self._decoded(failed, on_error)
+            raise SteerLMServerError(endpoint.display, failed.status, failed.text)
+        return HttpStream(self, endpoint, response)
+
+    async def _aopen_stream(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        body: bytes,
+        on_error: Callable[[HttpResponse], object],
+    ) -> AsyncHttpStream:
+        client = await self._async_client()
+        request = client.build_request(
+            method,
+            endpoint.url,
+            content=body,
+            headers=self._headers(endpoint, body, stream=True),
+            timeout=self.timeout,
+        )
+        response: httpx.Response | None = None
+        try:
+            response = await asyncio.wait_for(client.send(request, stream=True), self.timeout)
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            if response.status_code == 200:
+                _check_stream_head(endpoint, headers)
+                return AsyncHttpStream(self, endpoint, response)
+            reader = _BodyReader(
+                endpoint.display, headers.get("content-encoding"), self.max_response_bytes
+            )
+            _check_head(endpoint, response.status_code, headers, self.max_response_bytes)
+
+            async def read() -> None:
+                assert response is not None
+                async for chunk in response.aiter_raw(_READ_CHUNK):
+                    reader.feed(chunk)
+
+            await asyncio.wait_for(read(), self.timeout)
+            failed = HttpResponse(response.status_code, headers, reader.finish())
+        except SteerLMError:
+            if response is not None:
+                await response.aclose()
+            raise
+        except asyncio.TimeoutError:
+            if response is not None:
+                await response.aclose()
+            raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
+        except Exception as exc:
+            if response is not None:
+                await response.aclose()
+            raise self._transport_error(endpoint, exc) from None
+        await response.aclose()
+        self._decoded(failed, on_error)
+        raise SteerLMServerError(endpoint.display, failed.status, failed.text)
+
     # -- retries ---------------------------------------------------------------------------
 
     @staticmethod
@@ -525,10 +708,17 @@ class HttpSession:
                 error.retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise
 
-    def _next_wait(self, attempt: int, error: SteerLMError, endpoint: Endpoint) -> float:
-        if not self.retry.should_retry(attempt, error):
+    def _next_wait(
+        self,
+        attempt: int,
+        error: SteerLMError,
+        endpoint: Endpoint,
+        retry: RetryPolicy | None = None,
+    ) -> float:
+        policy = retry or self.retry
+        if not policy.should_retry(attempt, error):
             raise error
-        wait = self.retry.delay(attempt, error)
+        wait = policy.delay(attempt, error)
         logger.info("Retrying request to %s in %.2f seconds", endpoint.display, wait)
         return wait
 
@@ -545,7 +735,7 @@ class HttpSession:
                 method,
                 endpoint.url,
                 data=body,
-                headers=_headers(endpoint, body),
+                headers=self._headers(endpoint, body),
                 timeout=(self.timeout, self.timeout),
                 allow_redirects=False,
                 stream=True,
@@ -626,7 +816,7 @@ class HttpSession:
             method,
             endpoint.url,
             content=body,
-            headers=_headers(endpoint, body),
+            headers=self._headers(endpoint, body),
             timeout=self.timeout,
         ) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
@@ -668,12 +858,152 @@ async def _close_at_loop_shutdown(
         await client.aclose()
 
 
-def _headers(endpoint: Endpoint, body: bytes | None) -> dict[str, str]:
-    headers = {"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING}
+class HttpStream:
+    """An open streamed answer (HTTP 200): iterate for body bytes as they arrive.
+
+    Each wait for more bytes may take up to the session's ``timeout``; the bytes of the
+    whole stream count against ``max_response_bytes``. Closing it (also by leaving a
+    ``with`` block, or by breaking out of a generator that holds it) closes the
+    connection, so the server sees the client leave and stops generating.
+    """
+
+    def __init__(self, session: HttpSession, endpoint: Endpoint, response: requests.Response):
+        self._session = session
+        self._endpoint = endpoint
+        self._response = response
+        self._size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        raw = self._response.raw
+        try:
+            while True:
+                # read1: whatever has arrived (at least one byte), never waiting for more.
+                chunk = raw.read1(_READ_CHUNK)
+                if not chunk:
+                    return
+                self._size += len(chunk)
+                if self._size > self._session.max_response_bytes:
+                    raise SteerLMResponseTooLargeError(
+                        self._endpoint.display, self._session.max_response_bytes
+                    )
+                yield chunk
+        except SteerLMError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise self._session._transport_error(self._endpoint, exc) from None
+
+    def close(self) -> None:
+        """Close the connection (it cannot go back to the pool mid-stream)."""
+        self._response.close()
+
+    def __enter__(self) -> HttpStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncHttpStream:
+    """Async :class:`HttpStream`; each wait for more bytes is bounded by ``timeout``."""
+
+    def __init__(self, session: HttpSession, endpoint: Endpoint, response: httpx.Response):
+        self._session = session
+        self._endpoint = endpoint
+        self._response = response
+        self._size = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._response.aiter_raw().__aiter__()
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), self._session.timeout)
+                except StopAsyncIteration:
+                    return
+                self._size += len(chunk)
+                if self._size > self._session.max_response_bytes:
+                    raise SteerLMResponseTooLargeError(
+                        self._endpoint.display, self._session.max_response_bytes
+                    )
+                yield chunk
+        except SteerLMError:
+            await self.aclose()
+            raise
+        except asyncio.TimeoutError:
+            await self.aclose()
+            raise SteerLMTimeoutError(self._endpoint.display, self._session.timeout) from None
+        except Exception as exc:
+            await self.aclose()
+            raise self._session._transport_error(self._endpoint, exc) from None
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self._response.aclose()
+
+    async def __aenter__(self) -> AsyncHttpStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class SSEDecoder:
+    """Splits server-sent events out of bytes as they arrive; yields each event's data.
+
+    Lines end with LF or CRLF; ``data:`` lines of one event are joined with LF; comments
+    (``:``) and other fields (``event:``, ``id:``, ``retry:``) are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The data of every event that ``chunk`` completes."""
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        events = []
+        for raw_line in lines:
+            line = raw_line.removesuffix(b"\r")
+            if not line:
+                if self._data:
+                    events.append("\n".join(self._data))
+                    self._data = []
+                continue
+            name, _, value = line.decode("utf-8", "replace").partition(":")
+            if name == "data":
+                self._data.append(value.removeprefix(" "))
+        return events
+
+    def finish(self) -> list[str]:
+        """The data of an event the stream ended without closing."""
+        return self.feed(b"\n\n")
+
+
+def _check_stream_head(endpoint: Endpoint, headers: Mapping[str, str]) -> None:
+    coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise SteerLMResponseError(
+            endpoint.display,
+            f"a stream must not be compressed (Content-Encoding {coding!r}; asked for identity)",
+            "",
+        )
+
+
+def _headers(
+    endpoint: Endpoint, body: bytes | None, extra: Mapping[str, str], stream: bool = False
+) -> dict[str, str]:
+    headers = {
+        "Accept": "text/event-stream" if stream else "application/json",
+        # A stream is read as it arrives: uncompressed, so each event is usable at once.
+        "Accept-Encoding": "identity" if stream else _ACCEPT_ENCODING,
+    }
     if body is not None:
         headers["Content-Type"] = "application/json"
     if endpoint.authorization:
         headers["Authorization"] = endpoint.authorization
+    headers.update(extra)  # an explicit Authorization (api_key) wins over URL userinfo
     return headers
 
 
@@ -710,10 +1040,14 @@ _REASONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "AsyncHttpStream",
     "Endpoint",
     "HttpResponse",
     "HttpSession",
+    "HttpStream",
     "RetryPolicy",
+    "SSEDecoder",
+    "check_limits",
     "encode_json",
     "logger",
     "parse_retry_after",

@@ -1,4 +1,6 @@
-"""Parse NeMo's ``/generate`` answer: errors, answer extraction, stop strings, usage."""
+"""Answer shaping: NeMo's ``/generate`` answer (errors, extraction, usage), and the stop
+cut every transport shares, for whole answers (:func:`cut_answer`) and for streams
+(:class:`StreamCut`, the same cut applied to a growing text)."""
 
 from __future__ import annotations
 
@@ -211,6 +213,100 @@ def extract_answer(
         if stop_string is not None:
             text = cut
     return text.strip(), stop_string
+
+
+def cut_answer(generated: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """The answer in a generated text: cut at the earliest stop, without markers, stripped.
+
+    The shaping both transports share (see :func:`truncate_at_stop`); NeMo's
+    :func:`extract_answer` adds its echo-specific cuts on top.
+
+    Returns:
+        The answer, and the stop string it was cut at (None if there was none).
+    """
+    text, stop_string = truncate_at_stop(generated, stops)
+    return text.strip(), stop_string
+
+
+# The start of a turn marker that more text could complete ("<", "<extra_id_", "< extra_id_1").
+_MARKER_TAIL = re.compile(
+    r"<\s*(?:extra_id_\s*\d*\s*|e(?:x(?:t(?:r(?:a(?:_(?:i(?:d)?)?)?)?)?)?)?)?\Z"
+)
+_MARKER_TAIL_WINDOW = 32
+
+
+def settled_answer(generated: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """The part of the answer that no continuation of ``generated`` can change.
+
+    It is :func:`cut_answer` of ``generated`` without its unsettled tail: a suffix that is
+    the start of a stop string or of a turn marker (more text may complete it), and
+    trailing whitespace (the final answer is stripped, and the newline before a stop is
+    dropped). So each result is a prefix of the next and of the final answer: a stream
+    never shows text it would have to take back.
+
+    Returns:
+        The settled answer, and the stop string once one was found (the answer is then
+        final).
+    """
+    text, stop_string = cut_answer(generated, stops)
+    if stop_string is not None:
+        return text, stop_string
+    hold = len(generated)
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(generated)), 0, -1):
+            if generated.endswith(stop[:size]):
+                hold = min(hold, len(generated) - size)
+                break
+    window = max(0, hold - _MARKER_TAIL_WINDOW)
+    tail = _MARKER_TAIL.search(generated, window, hold)
+    if tail:
+        hold = tail.start()
+    return cut_answer(generated[:hold], stops)[0], None
+
+
+class StreamCut:
+    """Cuts a streamed answer as its text arrives, exactly as :func:`cut_answer` cuts it whole.
+
+    Feed each delta of generated text; get back the new text that is safe to show. Text
+    that could still become a stop string or a marker is held back until it is settled,
+    and everything from the first stop string on is never shown.
+
+    Args:
+        stops: The end strings of the call.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(stops)
+        self.generated = ""
+        self.shown = ""
+        self.stop_string: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop string was found: the answer is complete, later text is dropped."""
+        return self.stop_string is not None
+
+    def feed(self, delta: str) -> str:
+        """Add generated text; returns the text newly safe to show ("" if none)."""
+        if self.stopped or not delta:
+            return ""
+        self.generated += delta
+        text, self.stop_string = settled_answer(self.generated, self.stops)
+        return self._advance(text)
+
+    def finish(self) -> str:
+        """The stream ended: returns the rest of the answer (what was held back and stays)."""
+        if self.stopped:
+            return ""
+        text, self.stop_string = cut_answer(self.generated, self.stops)
+        return self._advance(text)
+
+    def _advance(self, text: str) -> str:
+        # Invariant of settled_answer: the shown text is a prefix of every later answer.
+        if not text.startswith(self.shown):
+            raise AssertionError(f"stream cut would retract {self.shown!r} for {text!r}")
+        new, self.shown = text[len(self.shown) :], text
+        return new
 
 
 def markers_dropped(prompt: str, sentence: str) -> bool:

@@ -61,3 +61,18 @@ class Completion:
     logprobs: list[float] | None
     prompt: str
     raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One piece of a streamed answer.
+
+    Attributes:
+        text: New answer text, safe to show: it is never taken back (see
+            :class:`steerlm.response.StreamCut`). May be empty on the last chunk.
+        completion: On the last chunk only: the whole answer with its finish reason,
+            stop string and usage (None when the server sent no counts).
+    """
+
+    text: str
+    completion: Completion | None = None

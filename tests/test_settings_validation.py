@@ -78,7 +78,15 @@ def test_per_call_stop_must_be_strings(nemo: NeMoServer) -> None:
     assert nemo.received == []
 
 
-def test_api_key_is_accepted_with_a_warning(chat_class: Any) -> None:
-    # LangChain passes api_key to every chat model; NeMo has none, so say so, once.
-    with pytest.warns(UserWarning, match="ignores 'api_key'.*base_url"):
-        chat_class(base_url="http://127.0.0.1:1", api_key="secret")
+def test_api_key_is_a_secret_field(chat_class: Any) -> None:
+    # LangChain passes api_key to every chat model: a real field (a Bearer token with either
+    # api), shown nowhere. Its wire behaviour is tested in tests/core/test_openai_transport.py.
+    llm = chat_class(base_url="http://127.0.0.1:1", api_key="s3cr3t-key")
+    assert llm.api_key.get_secret_value() == "s3cr3t-key"
+    assert "s3cr3t-key" not in repr(llm)
+    assert "s3cr3t-key" not in llm.model_dump_json()
+
+
+def test_unknown_api_fails_at_construction(chat_class: Any) -> None:
+    with pytest.raises(SteerLMInputError, match="api.*'nemo' or 'openai'"):
+        chat_class(base_url="http://127.0.0.1:1", api="grpc")

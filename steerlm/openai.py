@@ -1,0 +1,595 @@
+"""The OpenAI-compatible completions transport: vLLM, TensorRT-LLM, NIM, llama.cpp.
+
+``POST {base_url}/completions`` with the raw SteerLM prompt (these servers' chat templates
+know nothing of label lines), ``GET {base_url}/models`` to learn the served model, and
+server-sent events for ``stream: true``. HTTP itself (retries, deadline, size cap,
+redirects, credentials, logging) is :mod:`steerlm.http`'s; the stop cut is
+:func:`steerlm.response.cut_answer`, the same as NeMo's, applied incrementally to streams by
+:class:`steerlm.response.StreamCut`.
+
+Batches: many prompts go out as one request with a prompt list (vLLM, TensorRT-LLM's
+``trtllm-serve``, NIM and the dev server accept one). A server that refuses a list
+(llama-cpp-python's server takes one prompt per request) is detected on the first batch,
+and its batches then go out as concurrent requests, which continuous batching serves
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from steerlm.client import BASE_URL_ENV, resolve_base_url
+from steerlm.errors import (
+    SteerLMError,
+    SteerLMInputError,
+    SteerLMResponseError,
+    SteerLMServerError,
+)
+from steerlm.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Endpoint,
+    HttpResponse,
+    HttpSession,
+    RetryPolicy,
+    SSEDecoder,
+    check_limits,
+)
+from steerlm.options import GenerationOptions
+from steerlm.response import StreamCut, cut_answer
+from steerlm.types import Completion, FinishReason, StreamChunk, Usage
+
+#: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
+DEFAULT_OPENAI_BASE_URL = "http://localhost:8000/v1"
+#: Most concurrent requests of one batch sent to a server that takes one prompt each.
+MAX_CONCURRENT_REQUESTS = 16
+
+# Statuses with which a server refuses a prompt list (validation, or an assertion failing
+# inside it, as llama-cpp-python's server does); the batch is then sent prompt by prompt.
+_LIST_REFUSED = frozenset({400, 422, 500})
+_NO_RETRY = RetryPolicy(max_retries=0)
+
+__all__ = [
+    "DEFAULT_OPENAI_BASE_URL",
+    "MAX_CONCURRENT_REQUESTS",
+    "OpenAIClient",
+    "build_completion_body",
+    "decode_openai_body",
+    "parse_completions",
+]
+
+
+def build_completion_body(
+    model: str,
+    prompts: Sequence[str],
+    options: GenerationOptions,
+    stops: Sequence[str],
+    stream: bool = False,
+) -> dict[str, Any]:
+    """The JSON body of ``POST /completions``.
+
+    Greedy decoding is ``temperature: 0``. ``top_k``, ``repetition_penalty`` (also as
+    llama.cpp's ``repeat_penalty``) and ``min_tokens`` are sent only when they differ from
+    "off", under the names vLLM and llama.cpp's server accept; servers ignore keys they do
+    not know (see the README's table of which server honours which key).
+    """
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompts[0] if len(prompts) == 1 else list(prompts),
+        "max_tokens": options.max_tokens,
+        "temperature": 0 if options.greedy else options.temperature,
+        "top_p": options.top_p,
+        "stop": list(stops),
+    }
+    if options.random_seed is not None:
+        body["seed"] = options.random_seed
+    if options.logprobs:
+        body["logprobs"] = 1  # the completions API's number of alternatives per token
+    if options.top_k:
+        body["top_k"] = options.top_k
+    if options.repetition_penalty != 1.0:
+        body["repetition_penalty"] = options.repetition_penalty  # vLLM, TensorRT-LLM
+        body["repeat_penalty"] = options.repetition_penalty  # llama.cpp
+    if options.min_tokens:
+        body["min_tokens"] = options.min_tokens
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def decode_openai_body(url: str, response: HttpResponse) -> dict[str, Any]:
+    """Decode an answer of an OpenAI-compatible server into its JSON object.
+
+    Raises:
+        SteerLMServerError: A status other than 200, or an error object
+            (``{"error": {"message", "type", "code"}}``) with any status.
+        SteerLMResponseError: A 200 whose body is not a JSON object.
+    """
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        if response.status != 200:
+            raise SteerLMServerError(url, response.status, text) from None
+        raise SteerLMResponseError(url, "the body is not JSON", text) from None
+    if isinstance(body, dict) and body.get("error"):
+        raise error_from_object(url, response.status, body["error"])
+    if response.status != 200:
+        raise SteerLMServerError(url, response.status, text)
+    if not isinstance(body, dict):
+        raise SteerLMResponseError(url, "the body is not a JSON object", text)
+    return body
+
+
+def error_from_object(url: str, status: int, error: Any) -> SteerLMServerError:
+    """The :class:`~steerlm.errors.SteerLMServerError` for an OpenAI-style error object.
+
+    An error object in an HTTP 200 (or in a stream) takes its status from its numeric
+    ``code``, else 500. Authentication failures say how to pass a key.
+    """
+    if isinstance(error, dict):
+        message = str(error.get("message") or json.dumps(error))
+        code = error.get("code")
+        kind = error.get("type")
+    else:
+        message, code, kind = str(error), None, None
+    if status == 200:
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    details = ", ".join(f"{k} {v}" for k, v in (("type", kind), ("code", code)) if v is not None)
+    text = f"{message} ({details})" if details else message
+    if status in (401, 403):
+        text += "; pass api_key=... or set $STEERLM_API_KEY (sent as a Bearer token)"
+    return SteerLMServerError(url, status, text)
+
+
+def parse_completions(
+    url: str,
+    body: dict[str, Any],
+    prompts: Sequence[str],
+    stops: Sequence[str],
+    options: GenerationOptions,
+) -> list[Completion]:
+    """One :class:`~steerlm.types.Completion` per prompt from a ``/completions`` answer.
+
+    The answer is ``choices[i].text`` cut at the earliest stop string (servers exclude the
+    stop they stopped at, and a server that ignores ``stop`` would keep it). Usage is the
+    server's ``usage`` for one prompt; for a prompt list the server reports one total for
+    the whole request, so each answer's usage is None.
+
+    Raises:
+        SteerLMResponseError: No ``choices`` list with one text per prompt.
+    """
+    choices = body.get("choices")
+    if not (
+        isinstance(choices, list)
+        and len(choices) == len(prompts)
+        and all(isinstance(c, dict) and isinstance(c.get("text"), str) for c in choices)
+    ):
+        raise SteerLMResponseError(
+            url,
+            f"no 'choices' list with one text for each of {len(prompts)} prompt(s)",
+            json.dumps(body),
+        )
+    ordered = sorted(choices, key=lambda c: c.get("index", 0))
+    usage = _usage(body.get("usage")) if len(prompts) == 1 else None
+    return [
+        _completion(choice["text"], choice, prompt, stops, options, usage, body.get("model"))
+        for prompt, choice in zip(prompts, ordered, strict=True)
+    ]
+
+
+def _completion(
+    generated: str,
+    choice: Mapping[str, Any],
+    prompt: str,
+    stops: Sequence[str],
+    options: GenerationOptions,
+    usage: Usage | None,
+    model: Any,
+    text: str | None = None,
+    stop_string: str | None = None,
+) -> Completion:
+    if text is None:
+        text, stop_string = cut_answer(generated, stops)
+    if stop_string is None and choice.get("stop_reason") in stops:
+        stop_string = choice["stop_reason"]  # vLLM names the stop string it stopped at
+    reason: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
+    if stop_string is not None:
+        reason = "stop"
+    return Completion(
+        text=text,
+        finish_reason=reason,
+        stop_string=stop_string,
+        usage=usage,
+        logprobs=_logprobs(choice.get("logprobs")) if options.logprobs else None,
+        prompt=prompt,
+        raw={**choice, "text": generated, "model": model},
+    )
+
+
+def _usage(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if type(prompt) is not int or type(completion) is not int:
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _logprobs(value: Any) -> list[float] | None:
+    values = value.get("token_logprobs") if isinstance(value, dict) else None
+    if not isinstance(values, list):
+        return None
+    return [float(v) for v in values if isinstance(v, int | float)]
+
+
+class OpenAIClient:
+    """Client of one OpenAI-compatible completions server.
+
+    Args:
+        base_url: The API root, e.g. ``http://localhost:8000/v1``; falls back to
+            ``$STEERLM_BASE_URL``, then :data:`DEFAULT_OPENAI_BASE_URL`.
+        model: The served model's name, sent in each request; when None the server's
+            ``/models`` is asked once, and its only model is used.
+        timeout: Seconds one attempt may take in all; for a stream, the time to the
+            response head and then each gap between arriving bytes.
+        max_retries: Retries on failures another attempt can cure.
+        max_response_bytes: Cap of one decoded answer (of a whole stream too).
+        retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
+        headers: Extra headers for every request (``Authorization``, a gateway's...).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        model: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        check_limits(timeout, max_retries, max_response_bytes)
+        url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL
+        self._endpoint = Endpoint.parse(resolve_base_url(url))
+        self._completions = self._endpoint.join("/completions")
+        self._models = self._endpoint.join("/models")
+        self.timeout = float(timeout)
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self.http = HttpSession(
+            timeout=self.timeout,
+            retry=self.retry,
+            max_response_bytes=max_response_bytes,
+            headers=headers,
+        )
+        self._model = model
+        self._model_lock = threading.Lock()
+        #: Whether the server takes a prompt list: None until the first batch tells.
+        self.prompt_lists: bool | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The API root as it may be shown: credentials redacted."""
+        return self._endpoint.display
+
+    @property
+    def url(self) -> str:
+        """The ``/completions`` URL as it may be shown."""
+        return self._completions.display
+
+    @property
+    def model(self) -> str | None:
+        """The served model's name: set, or discovered (None before the first call)."""
+        return self._model
+
+    # -- model discovery -------------------------------------------------------------------
+
+    def served_model(self) -> str:
+        """The model name to send: ``model``, else the only model ``/models`` lists.
+
+        Raises:
+            SteerLMInputError: The server serves several models (they are listed); pass
+                ``model=``.
+            SteerLMResponseError: The server lists no model.
+        """
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    body = self.http.request("GET", self._models, None, self._decode)
+                    self._model = self._only_model(body)
+        return self._model
+
+    async def aserved_model(self) -> str:
+        """Async :meth:`served_model`."""
+        if self._model is None:
+            body = await self.http.arequest("GET", self._models, None, self._decode)
+            self._model = self._model or self._only_model(body)
+        return self._model
+
+    def _only_model(self, body: dict[str, Any]) -> str:
+        data = body.get("data")
+        names = (
+            [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+            if isinstance(data, list)
+            else []
+        )
+        if not names:
+            raise SteerLMResponseError(
+                self._models.display, "it lists no model ('data' is empty)", json.dumps(body)
+            )
+        if len(names) > 1:
+            raise SteerLMInputError(
+                f"The server at {self.base_url} serves {len(names)} models: "
+                f"{', '.join(map(repr, names))}. Pass model=... to pick one."
+            )
+        return names[0]
+
+    # -- whole answers ---------------------------------------------------------------------
+
+    def generate(
+        self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
+    ) -> list[Completion]:
+        """Generate one completion per prompt (see the module's note on batches).
+
+        Raises:
+            SteerLMError: As :meth:`steerlm.client.SteerLMClient.generate`; an error object
+                maps onto :class:`~steerlm.errors.SteerLMServerError`.
+        """
+        _check_prompts(prompts)
+        model = self.served_model()
+        if len(prompts) > 1 and self.prompt_lists is not False:
+            try:
+                return self._complete(model, prompts, options, stops, probe=True)
+            except _ListRefused:
+                self.prompt_lists = False
+        if len(prompts) == 1:
+            return self._complete(model, prompts, options, stops)
+        workers = min(len(prompts), MAX_CONCURRENT_REQUESTS)
+        with ThreadPoolExecutor(workers, thread_name_prefix="steerlm-batch") as pool:
+            parts = pool.map(lambda p: self._complete(model, [p], options, stops), prompts)
+            return [completion for part in parts for completion in part]
+
+    async def agenerate(
+        self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
+    ) -> list[Completion]:
+        """Async :meth:`generate`; it never blocks the event loop."""
+        _check_prompts(prompts)
+        model = await self.aserved_model()
+        if len(prompts) > 1 and self.prompt_lists is not False:
+            try:
+                return await self._acomplete(model, prompts, options, stops, probe=True)
+            except _ListRefused:
+                self.prompt_lists = False
+        if len(prompts) == 1:
+            return await self._acomplete(model, prompts, options, stops)
+        limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+
+        async def one(prompt: str) -> list[Completion]:
+            async with limit:
+                return await self._acomplete(model, [prompt], options, stops)
+
+        parts = await asyncio.gather(*(one(prompt) for prompt in prompts))
+        return [completion for part in parts for completion in part]
+
+    def _complete(
+        self,
+        model: str,
+        prompts: Sequence[str],
+        options: GenerationOptions,
+        stops: Sequence[str],
+        probe: bool = False,
+    ) -> list[Completion]:
+        body = build_completion_body(model, prompts, options, stops)
+        try:
+            answer = self.http.request(
+                "POST",
+                self._completions,
+                body,
+                self._decode,
+                _NO_RETRY if self._probing(probe) else None,
+            )
+            completions = parse_completions(self.url, answer, prompts, stops, options)
+        except SteerLMError as error:
+            raise self._refusal(probe, error) from None
+        if probe:
+            self.prompt_lists = True
+        return completions
+
+    async def _acomplete(
+        self,
+        model: str,
+        prompts: Sequence[str],
+        options: GenerationOptions,
+        stops: Sequence[str],
+        probe: bool = False,
+    ) -> list[Completion]:
+        body = build_completion_body(model, prompts, options, stops)
+        try:
+            answer = await self.http.arequest(
+                "POST",
+                self._completions,
+                body,
+                self._decode,
+                _NO_RETRY if self._probing(probe) else None,
+            )
+            completions = parse_completions(self.url, answer, prompts, stops, options)
+        except SteerLMError as error:
+            raise self._refusal(probe, error) from None
+        if probe:
+            self.prompt_lists = True
+        return completions
+
+    def _probing(self, probe: bool) -> bool:
+        # The first prompt list: no retries, since a server that cannot take lists fails
+        # the same way each time (the batch then goes out prompt by prompt, with retries).
+        return probe and self.prompt_lists is None
+
+    def _refusal(self, probe: bool, error: SteerLMError) -> SteerLMError:
+        refused = isinstance(error, SteerLMResponseError) or (
+            isinstance(error, SteerLMServerError) and error.status in _LIST_REFUSED
+        )
+        if probe and self.prompt_lists is None and refused:
+            return _ListRefused(str(error))
+        return error
+
+    def _decode(self, response: HttpResponse) -> dict[str, Any]:
+        return decode_openai_body(self.url, response)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def stream(
+        self, prompt: str, options: GenerationOptions, stops: Sequence[str]
+    ) -> Iterator[StreamChunk]:
+        """Stream the answer to one prompt as it is generated.
+
+        Yields chunks of text that are safe to show (a stop string is cut even when it
+        spans chunks; text that could still become one is held back), then a last chunk
+        with the whole :class:`~steerlm.types.Completion`. Closing the iterator early
+        closes the connection, so the server stops generating.
+
+        Raises:
+            SteerLMError: As :meth:`generate`, before or during the stream.
+        """
+        model = self.served_model()
+        body = build_completion_body(model, [prompt], options, stops, stream=True)
+        reader = _StreamReader(self.url, prompt, options, stops)
+        with self.http.open_stream("POST", self._completions, body, self._decode) as stream:
+            decoder = SSEDecoder()
+            for data in _events(decoder, iter(stream)):
+                text = reader.event(data)
+                if text:
+                    yield StreamChunk(text)
+                if reader.done:
+                    break  # [DONE], or a stop string found: no need for more (closes)
+        yield reader.last_chunk()
+
+    async def astream(
+        self, prompt: str, options: GenerationOptions, stops: Sequence[str]
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """Async :meth:`stream`."""
+        model = await self.aserved_model()
+        body = build_completion_body(model, [prompt], options, stops, stream=True)
+        reader = _StreamReader(self.url, prompt, options, stops)
+        stream = await self.http.aopen_stream("POST", self._completions, body, self._decode)
+        async with stream:
+            decoder = SSEDecoder()
+            async for chunk in stream:
+                for data in decoder.feed(chunk):
+                    text = reader.event(data)
+                    if text:
+                        yield StreamChunk(text)
+                    if reader.done:
+                        break
+                if reader.done:
+                    break
+            else:
+                for data in decoder.finish():
+                    reader.event(data)
+        yield reader.last_chunk()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the sync connection pool; the client reopens one when used again."""
+        self.http.close()
+
+    async def aclose(self) -> None:
+        """Close the async connection pool of the running event loop."""
+        await self.http.aclose()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class _ListRefused(SteerLMError):
+    """The server refused a prompt list (internal: the batch goes prompt by prompt)."""
+
+
+def _check_prompts(prompts: Sequence[str]) -> None:
+    if not prompts:
+        raise SteerLMInputError("No prompts to generate: pass at least one.")
+
+
+def _events(decoder: SSEDecoder, chunks: Iterator[bytes]) -> Iterator[str]:
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.finish()
+
+
+class _StreamReader:
+    """Turns the events of one streamed completion into safe text and a final answer."""
+
+    def __init__(
+        self, url: str, prompt: str, options: GenerationOptions, stops: Sequence[str]
+    ) -> None:
+        self.url = url
+        self.prompt = prompt
+        self.options = options
+        self.cut = StreamCut(stops)
+        self.finished = False  # [DONE] arrived
+        self.choice: dict[str, Any] = {}
+        self.usage: Usage | None = None
+        self.model: Any = None
+        self.logprobs: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return self.finished or self.cut.stopped
+
+    def event(self, data: str) -> str:
+        """Read one event's data; returns the new safe text."""
+        if data.strip() == "[DONE]":
+            self.finished = True
+            return ""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise SteerLMResponseError(self.url, "a stream event is not JSON", data) from None
+        if not isinstance(event, dict):
+            raise SteerLMResponseError(self.url, "a stream event is not a JSON object", data)
+        if event.get("error"):
+            raise error_from_object(self.url, 200, event["error"])
+        self.model = event.get("model", self.model)
+        self.usage = _usage(event.get("usage")) or self.usage
+        choices = event.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return ""  # the usage-only last event of stream_options.include_usage
+        choice = choices[0]
+        if not isinstance(choice, dict) or not isinstance(choice.get("text", ""), str):
+            raise SteerLMResponseError(self.url, "a stream event has no text", data)
+        if choice.get("finish_reason") is not None:
+            self.choice = dict(choice)
+        if self.options.logprobs:
+            self.logprobs += _logprobs(choice.get("logprobs")) or []
+        return self.cut.feed(choice.get("text") or "")
+
+    def last_chunk(self) -> StreamChunk:
+        rest = self.cut.finish()
+        completion = _completion(
+            self.cut.generated,
+            self.choice,
+            self.prompt,
+            self.cut.stops,
+            self.options,
+            self.usage,
+            self.model,
+            text=self.cut.shown,
+            stop_string=self.cut.stop_string,
+        )
+        if self.options.logprobs:
+            completion = _with_logprobs(completion, self.logprobs)
+        return StreamChunk(rest, completion)
+
+
+def _with_logprobs(completion: Completion, logprobs: list[float]) -> Completion:
+    return dataclasses.replace(completion, logprobs=logprobs)
