@@ -62,11 +62,23 @@ def dead_url() -> str:
 def real_server() -> Iterator[DevServer]:
     """The dev server on the embedded real model, in its own process (session-wide).
 
-    Raw prompt mode: the model reads the SteerLM prompt byte for byte, as on NeMo, so the
-    tests see real stop handling on marker text (chat mode is tested in tests/server).
+    Chat-template mode, as ``make demo`` and ``steerlm-server`` run it: the small model
+    answers the SteerLM conversation in its own chat template (see ``raw_server_url``).
+    """
+    with dev_server("--prompt-mode", "chat", "--log-level", "WARNING") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def raw_server_url() -> Iterator[str]:
+    """URL of the dev server in raw prompt mode (session-wide), for real stop handling.
+
+    The model reads the SteerLM prompt byte for byte, as on NeMo, so it may write marker
+    text (``<extra_id_2>``...) that end strings must catch.
     """
     with dev_server("--prompt-mode", "raw", "--log-level", "WARNING") as server:
-        yield server
+        server.raise_if_dead()
+        yield server.url
 
 
 @pytest.fixture

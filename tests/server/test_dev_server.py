@@ -6,7 +6,6 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import requests
 from steerlm.presets import get_preset
 from steerlm.prompt import build_prompt
 from steerlm.server.llama_engine import LlamaEngine
-from steerlm.server.process import DevServer, dev_server
+from steerlm.server.process import dev_server
 from steerlm.server.protocol import GenerateParams
 from steerlm.types import Turn
 
@@ -36,18 +35,18 @@ def generate(url: str, **body: Any) -> Any:
     return response.json()
 
 
-def test_greedy_answers_are_identical(real_server_url: str) -> None:
-    first = generate(real_server_url, tokens_to_generate=24, greedy=True)
-    second = generate(real_server_url, tokens_to_generate=24, greedy=True)
+def test_greedy_answers_are_identical(raw_server_url: str) -> None:
+    first = generate(raw_server_url, tokens_to_generate=24, greedy=True)
+    second = generate(raw_server_url, tokens_to_generate=24, greedy=True)
     assert first["sentences"] == second["sentences"]
     assert first["sentences"][0].startswith(PROMPT)
     assert len(first["sentences"][0]) > len(PROMPT)
 
 
-def test_seeded_sampling_repeats_and_seeds_differ(real_server_url: str) -> None:
+def test_seeded_sampling_repeats_and_seeds_differ(raw_server_url: str) -> None:
     runs = [
         generate(
-            real_server_url, tokens_to_generate=16, temperature=1.0, top_p=1.0, random_seed=seed
+            raw_server_url, tokens_to_generate=16, temperature=1.0, top_p=1.0, random_seed=seed
         )["sentences"][0]
         for seed in (7, 7, 8)
     ]
@@ -55,22 +54,22 @@ def test_seeded_sampling_repeats_and_seeds_differ(real_server_url: str) -> None:
     assert runs[0] != runs[2]
 
 
-def test_stop_string_ends_generation_early_and_stays_in_the_text(real_server_url: str) -> None:
+def test_stop_string_ends_generation_early_and_stays_in_the_text(raw_server_url: str) -> None:
     full = generate(
-        real_server_url, tokens_to_generate=32, greedy=True, end_strings=["<|endoftext|>"]
+        raw_server_url, tokens_to_generate=32, greedy=True, end_strings=["<|endoftext|>"]
     )
     continuation = full["sentences"][0][len(PROMPT) :]
     words = continuation.split()
     assert len(words) >= 4, continuation
     stop = words[2]
-    cut = generate(real_server_url, tokens_to_generate=32, greedy=True, end_strings=[stop])
+    cut = generate(raw_server_url, tokens_to_generate=32, greedy=True, end_strings=[stop])
     sentence = cut["sentences"][0]
     assert sentence.endswith(stop)
     assert len(cut["tokens"][0]) < len(full["tokens"][0])
 
 
-def test_tokens_and_offsets_agree_with_the_sentence(real_server_url: str) -> None:
-    answer = generate(real_server_url, tokens_to_generate=12, greedy=True)
+def test_tokens_and_offsets_agree_with_the_sentence(raw_server_url: str) -> None:
+    answer = generate(raw_server_url, tokens_to_generate=12, greedy=True)
     sentence, tokens, offsets = answer["sentences"][0], answer["tokens"][0], answer["offsets"][0]
     assert len(tokens) == len(offsets) == len(answer["token_ids"][0])
     assert "".join(tokens) == sentence
@@ -79,19 +78,19 @@ def test_tokens_and_offsets_agree_with_the_sentence(real_server_url: str) -> Non
     )
 
 
-def test_logprobs_are_real_negative_numbers(real_server_url: str) -> None:
-    answer = generate(real_server_url, tokens_to_generate=8, greedy=True, compute_logprob=True)
+def test_logprobs_are_real_negative_numbers(raw_server_url: str) -> None:
+    answer = generate(raw_server_url, tokens_to_generate=8, greedy=True, compute_logprob=True)
     logprobs = answer["logprob"][0]
     assert len(logprobs) == 8
     assert all(value <= 0 and math.isfinite(value) for value in logprobs)
     assert any(value < -1e-4 for value in logprobs)
-    assert generate(real_server_url, tokens_to_generate=2, greedy=True)["logprob"] is None
+    assert generate(raw_server_url, tokens_to_generate=2, greedy=True)["logprob"] is None
 
 
-def test_several_sentences_and_min_tokens(real_server_url: str) -> None:
+def test_several_sentences_and_min_tokens(raw_server_url: str) -> None:
     short = "The sky is"
     answer = generate(
-        real_server_url,
+        raw_server_url,
         sentences=[PROMPT, short],
         tokens_to_generate=6,
         min_tokens_to_generate=6,
@@ -103,15 +102,15 @@ def test_several_sentences_and_min_tokens(real_server_url: str) -> None:
     assert len(answer["tokens"][1]) - prompt_tokens == 6
 
 
-def test_protocol_errors_from_the_real_server(real_server_url: str) -> None:
+def test_protocol_errors_from_the_real_server(raw_server_url: str) -> None:
     response = requests.put(
-        f"{real_server_url}/generate", json={"sentences": ["x"], "top_p": 3}, timeout=10
+        f"{raw_server_url}/generate", json={"sentences": ["x"], "top_p": 3}, timeout=10
     )
     assert (response.status_code, response.json()) == (
         200,
         "top_p must be a positive number less than or equal to 1.0",
     )
-    assert requests.put(f"{real_server_url}/generate", json={}, timeout=10).status_code == 500
+    assert requests.put(f"{raw_server_url}/generate", json={}, timeout=10).status_code == 500
 
 
 def test_nemo_1_17_switch_ignores_end_strings() -> None:
@@ -155,11 +154,11 @@ def steerlm_prompt(question: str, **attributes: int) -> str:
     return build_prompt([Turn("user", question)], {**preset.defaults, **attributes}, preset)
 
 
-def test_a_batch_gives_the_same_greedy_answers_as_one_by_one(real_server_url: str) -> None:
+def test_a_batch_gives_the_same_greedy_answers_as_one_by_one(raw_server_url: str) -> None:
     prompts = [steerlm_prompt(question) for question in QUESTIONS]
-    together = generate(real_server_url, sentences=prompts, tokens_to_generate=24, greedy=True)
+    together = generate(raw_server_url, sentences=prompts, tokens_to_generate=24, greedy=True)
     alone = [
-        generate(real_server_url, sentences=[prompt], tokens_to_generate=24, greedy=True)
+        generate(raw_server_url, sentences=[prompt], tokens_to_generate=24, greedy=True)
         for prompt in prompts
     ]
     assert together["sentences"] == [answer["sentences"][0] for answer in alone]
@@ -182,17 +181,10 @@ def test_a_prompt_longer_than_the_context_is_refused_with_the_counts(
     assert "--ctx" in message
 
 
-@pytest.fixture(scope="module")
-def chat_server() -> Iterator[DevServer]:
-    """The dev server in chat-template mode (the default), for this module."""
-    with dev_server("--prompt-mode", "chat", "--log-level", "WARNING") as server:
-        yield server
-
-
-def test_chat_mode_answers_after_the_label_line_in_nemo_shape(chat_server: DevServer) -> None:
+def test_chat_mode_answers_after_the_label_line_in_nemo_shape(real_server_url: str) -> None:
     prompts = [steerlm_prompt(QUESTIONS[0], humor=humor) for humor in (0, 9)]
     answer = generate(
-        chat_server.url,
+        real_server_url,
         sentences=prompts,
         tokens_to_generate=48,
         greedy=True,
@@ -210,11 +202,11 @@ def test_chat_mode_answers_after_the_label_line_in_nemo_shape(chat_server: DevSe
 
 
 def test_chat_mode_ends_the_turn_with_the_marker_a_steerlm_model_writes(
-    chat_server: DevServer,
+    real_server_url: str,
 ) -> None:
     prompt = steerlm_prompt(QUESTIONS[1])
     answer = generate(
-        chat_server.url,
+        real_server_url,
         sentences=[prompt],
         tokens_to_generate=200,
         greedy=True,
@@ -224,8 +216,8 @@ def test_chat_mode_ends_the_turn_with_the_marker_a_steerlm_model_writes(
     assert answer["sentences"][0][len(prompt) : -len("<extra_id_1>")].strip()
 
 
-def test_chat_mode_passes_plain_completion_text_through_raw(chat_server: DevServer) -> None:
-    answer = generate(chat_server.url, sentences=["The sky is"], tokens_to_generate=4, greedy=True)
+def test_chat_mode_passes_plain_completion_text_through_raw(real_server_url: str) -> None:
+    answer = generate(real_server_url, sentences=["The sky is"], tokens_to_generate=4, greedy=True)
     assert answer["sentences"][0].startswith("The sky is")
 
 
