@@ -5,6 +5,10 @@ same validation messages (HTTP 200 with a JSON string), one generation at a time
 can queue :class:`Fault` answers to mimic a broken or slow server, and read the request
 bodies it received (the most recent ones: the record is bounded).
 
+It also speaks the OpenAI-compatible completions API as vLLM does (``POST /v1/completions``,
+with server-sent events for ``stream: true``, and ``GET /v1/models``), on the same engine
+behind the same lock: see :mod:`steerlm.server.openai_routes`.
+
 It survives abuse: a bad or oversized ``Content-Length`` is answered 400/413, a body that
 never arrives times out, JSON nested too deep is a bad body, a client that hangs up stops
 its generation (engines that can be cancelled), and request text is escaped in the log.
@@ -160,6 +164,12 @@ class NeMoServer(ThreadingHTTPServer):
         self.received = RecentRequests(keep_requests)
         #: Generations stopped because their client hung up.
         self.abandoned = 0
+        #: Headers (lower-case names) of recent /v1 requests, for tests of credentials.
+        self.received_headers = RecentRequests(keep_requests)
+        #: Model names ``GET /v1/models`` lists; None: the engine's name alone.
+        self.openai_models: list[str] | None = None
+        #: Bearer token /v1 requests must carry (401 otherwise); None: no check.
+        self.api_key: str | None = None
         # NeMo serves one generation at a time behind a global lock; so does this server.
         self.generate_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -171,9 +181,17 @@ class NeMoServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def reset(self) -> None:
-        """Forget recorded requests and queued faults."""
+        """Forget recorded requests and queued faults; no API key, the engine's model."""
         self.faults.clear()
         self.received.clear()
+        self.received_headers.clear()
+        self.openai_models = None
+        self.api_key = None
+
+    @property
+    def served_models(self) -> list[str]:
+        """The names ``GET /v1/models`` lists (the first is the default)."""
+        return list(self.openai_models or [self.engine.name])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up or went silent is routine; anything else is logged."""
@@ -192,33 +210,9 @@ class NeMoServer(ThreadingHTTPServer):
             cancelled: Turns true when the client has gone; a cancellable engine then stops.
         """
         try:
-            sentences, params = parse_request(body, self.nemo_version)
-        except KeyError:
-            return 500, {"message": "Internal Server Error"}
-        except RejectionError as exc:
-            return exc.rejection.status, exc.rejection.message
-        started = time.perf_counter()
-        with self.generate_lock:
-            try:
-                if cancelled is not None and _is_cancellable(self.engine):
-                    generations = self.engine.generate(sentences, params, cancelled)
-                else:
-                    generations = self.engine.generate(sentences, params)
-            except RejectionError as exc:  # e.g. a prompt longer than the context
-                return exc.rejection.status, exc.rejection.message
-            except Exception:
-                log.exception("generation failed")
-                return 500, {"message": "Internal Server Error"}
-        if cancelled is not None and cancelled():
-            self.abandoned += 1
-            log.info("generate: the client went away; generation stopped")
-        generated = sum(g.generated_tokens for g in generations)
-        log.info(
-            "generate: %d prompt(s), %d token(s) generated, %.2f s",
-            len(sentences),
-            generated,
-            time.perf_counter() - started,
-        )
+            params, generations = self.run(body, cancelled)
+        except GenerationRefused as exc:
+            return exc.status, exc.value
         answer: dict[str, Any] = {
             "sentences": [g.sentence for g in generations],
             "tokens": [g.tokens for g in generations],
@@ -229,6 +223,53 @@ class NeMoServer(ThreadingHTTPServer):
         if params.all_probs:
             answer["full_logprob"] = answer["logprob"]
         return 200, answer
+
+    def run(
+        self, body: dict[str, Any], cancelled: Callable[[], bool] | None = None
+    ) -> tuple[GenerateParams, list[Generation]]:
+        """Validate a ``/generate`` body and generate it under the lock (both APIs use it).
+
+        Raises:
+            GenerationRefused: NeMo's answer to a bad request or a failed generation.
+        """
+        try:
+            sentences, params = parse_request(body, self.nemo_version)
+        except KeyError:
+            raise GenerationRefused(500, {"message": "Internal Server Error"}) from None
+        except RejectionError as exc:
+            raise GenerationRefused(exc.rejection.status, exc.rejection.message) from None
+        started = time.perf_counter()
+        with self.generate_lock:
+            try:
+                if cancelled is not None and _is_cancellable(self.engine):
+                    generations = self.engine.generate(sentences, params, cancelled)
+                else:
+                    generations = self.engine.generate(sentences, params)
+            except RejectionError as exc:  # e.g. a prompt longer than the context
+                raise GenerationRefused(exc.rejection.status, exc.rejection.message) from None
+            except Exception:
+                log.exception("generation failed")
+                raise GenerationRefused(500, {"message": "Internal Server Error"}) from None
+        if cancelled is not None and cancelled():
+            self.abandoned += 1
+            log.info("generate: the client went away; generation stopped")
+        generated = sum(g.generated_tokens for g in generations)
+        log.info(
+            "generate: %d prompt(s), %d token(s) generated, %.2f s",
+            len(sentences),
+            generated,
+            time.perf_counter() - started,
+        )
+        return params, generations
+
+
+class GenerationRefused(Exception):
+    """A request NeMo answers with an error: its HTTP status and JSON value."""
+
+    def __init__(self, status: int, value: Any) -> None:
+        super().__init__(status, value)
+        self.status = status
+        self.value = value
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -320,7 +361,11 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def do_GET(self) -> None:
-        if self.path == "/health":
+        if self.path == "/v1/models":
+            from steerlm.server import openai_routes  # it imports this module
+
+            openai_routes.models(self)
+        elif self.path == "/health":
             self._send(
                 200,
                 {
@@ -333,6 +378,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"message": f"No route {self.path}"})
 
     def do_POST(self) -> None:
+        if self.path == "/v1/completions":
+            from steerlm.server import openai_routes
+
+            openai_routes.completions(self)
+            return
         self._send(405, {"message": "The method is not allowed for the requested URL."})
 
     def _send(self, status: int, value: Any) -> None:
