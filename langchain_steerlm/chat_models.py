@@ -46,7 +46,7 @@ from steerlm.tools import (
     normalize_tool_choice,
     schema_problem,
 )
-from steerlm.types import Role
+from steerlm.types import Role, StreamChunk
 
 # Completions fetched in one request by batch()/abatch(), keyed by prompt, for the
 # per-input runs that LangChain then starts (so callbacks and tracing stay per input).
@@ -113,7 +113,9 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
     """
 
     streaming: bool = Field(
-        default=False, description="Stream by default (the answer arrives as one chunk)."
+        default=False,
+        description="Stream by default (token by token with api='openai'; one chunk with "
+        "api='nemo').",
     )
 
     @property
@@ -178,7 +180,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
 
     def _response_metadata(self, completion: Completion, plan: CallPlan) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "model_name": plan.model_name,
+            "model_name": self.served_model_name(plan, completion),
             "finish_reason": completion.finish_reason,
             "stop_string": completion.stop_string,
             "attributes": dict(plan.attributes),
@@ -218,11 +220,19 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        # NeMo's /generate does not stream: the whole answer is one honest chunk.
-        chunk = self._single_chunk(self._generate(messages, stop, **kwargs))
-        if run_manager:
-            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        yield chunk
+        plan = self._plan([messages], stop, kwargs)
+        if not self._streams(plan):
+            completion = _take_prefetched(plan) or self.send(plan)[0]
+            chunk = self._single_chunk(self._chat_result(completion, plan))
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            return
+        for piece in self.send_stream(plan):
+            chunk = self._stream_chunk(piece, plan)
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
 
     async def _astream(
         self,
@@ -231,13 +241,39 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        chunk = self._single_chunk(await self._agenerate(messages, stop, **kwargs))
-        if run_manager:
-            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        yield chunk
+        plan = self._plan([messages], stop, kwargs)
+        if not self._streams(plan):
+            completion = _take_prefetched(plan) or (await self.asend(plan))[0]
+            chunk = self._single_chunk(self._chat_result(completion, plan))
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            return
+        pieces = self.asend_stream(plan)
+        try:
+            async for piece in pieces:
+                chunk = self._stream_chunk(piece, plan)
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            await pieces.aclose()  # leaving early closes the connection now
+
+    def _streams(self, plan: CallPlan) -> bool:
+        # NeMo's /generate does not stream: the whole answer is one honest chunk. With
+        # tools, whether the text is a call is known only from the whole answer, so it is
+        # one chunk too (its tool_call_chunks make the same message as invoke).
+        return self.streams_tokens and not plan.tools and _PREFETCHED.get() is None
+
+    def _stream_chunk(self, piece: StreamChunk, plan: CallPlan) -> ChatGenerationChunk:
+        if piece.completion is None:
+            return ChatGenerationChunk(message=AIMessageChunk(content=piece.text))
+        # The last chunk: the rest of the text, usage and metadata (no tools here).
+        return self._single_chunk(self._chat_result(piece.completion, plan), piece.text)
 
     @staticmethod
-    def _single_chunk(result: ChatResult) -> ChatGenerationChunk:
+    def _single_chunk(result: ChatResult, content: str | None = None) -> ChatGenerationChunk:
+        """The answer as one chunk; ``content`` replaces its text (a stream's last chunk)."""
         message = result.generations[0].message
         assert isinstance(message, AIMessage)
         # LangChain rebuilds tool_calls and invalid_tool_calls from tool_call_chunks each
@@ -252,7 +288,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         ]
         return ChatGenerationChunk(
             message=AIMessageChunk(
-                content=message.content,
+                content=message.content if content is None else content,
                 tool_call_chunks=[
                     tool_call_chunk(name=name, args=args, id=call_id, index=index)
                     for index, (name, args, call_id) in enumerate(calls)

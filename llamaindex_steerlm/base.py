@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
 from steerlm.presets import AttributeValue
 from steerlm.tools import REQUIRED, ToolSpec, extract_json, format_tool_calls, format_tool_result
-from steerlm.types import Role
+from steerlm.types import Role, StreamChunk
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -161,7 +161,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             logprobs=None,
             additional_kwargs={
                 **usage,
-                "model_name": plan.model_name,
+                "model_name": self.served_model_name(plan, completion),
                 "finish_reason": completion.finish_reason,
                 "stop_string": completion.stop_string,
                 **({"token_logprobs": completion.logprobs} if completion.logprobs else {}),
@@ -199,14 +199,16 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
     @_readable(llm_chat_callback())
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """:meth:`chat` as a stream: NeMo's ``/generate`` does not stream, so the answer
-        arrives as one response with ``delta`` set."""
+        """:meth:`chat` as a stream of responses, each with its new text in ``delta``.
+
+        With ``api="openai"`` the text arrives as it is generated (stop strings are cut
+        even across chunks; text that could become one is held back); the last response
+        carries the token counts and finish reason. With ``api="nemo"`` (``/generate``
+        does not stream), or when tools are offered (a call is known only from the whole
+        answer), the answer is one response. Leaving the loop early closes the connection.
+        """
         plan = self._plan_chat(messages, kwargs)
-
-        def gen() -> ChatResponseGen:
-            yield self._chat_response(self.send(plan)[0], plan)
-
-        return gen()
+        return self._stream_responses(plan)
 
     @_readable(llm_chat_callback())
     async def astream_chat(
@@ -214,11 +216,41 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
         plan = self._plan_chat(messages, kwargs)
+        return self._astream_responses(plan)
 
-        async def gen() -> ChatResponseAsyncGen:
+    def _stream_responses(self, plan: CallPlan) -> ChatResponseGen:
+        if not self.streams_tokens or plan.tools:
+            yield self._chat_response(self.send(plan)[0], plan)
+            return
+        shown = ""
+        for piece in self.send_stream(plan):
+            yield self._stream_response(piece, plan, shown)
+            shown += piece.text
+
+    async def _astream_responses(self, plan: CallPlan) -> ChatResponseAsyncGen:
+        if not self.streams_tokens or plan.tools:
             yield self._chat_response((await self.asend(plan))[0], plan)
+            return
+        shown = ""
+        pieces = self.asend_stream(plan)
+        try:
+            async for piece in pieces:
+                yield self._stream_response(piece, plan, shown)
+                shown += piece.text
+        finally:
+            await pieces.aclose()  # leaving early closes the connection now
 
-        return gen()
+    def _stream_response(self, piece: StreamChunk, plan: CallPlan, shown: str) -> ChatResponse:
+        if piece.completion is not None:  # the last: the whole answer, counts, finish
+            response = self._chat_response(piece.completion, plan)
+            response.delta = piece.text
+            return response
+        message = ChatMessage(
+            role=MessageRole.ASSISTANT,
+            content=shown + piece.text,
+            additional_kwargs={"attributes": dict(plan.attributes)},
+        )
+        return ChatResponse(message=message, delta=piece.text)
 
     # -- tools and structured output ----------------------------------------------------
 
@@ -354,11 +386,13 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        """:meth:`complete` as a stream of one response (the server does not stream)."""
+        """:meth:`complete` as a stream (token by token with ``api="openai"``, one
+        response with ``api="nemo"``; see :meth:`stream_chat`)."""
         plan = self._plan_complete(prompt, formatted, kwargs)
 
         def gen() -> CompletionResponseGen:
-            yield _to_completion(self._chat_response(self.send(plan)[0], plan))
+            for response in self._stream_responses(plan):
+                yield _to_completion(response)
 
         return gen()
 
@@ -370,7 +404,12 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
         plan = self._plan_complete(prompt, formatted, kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
-            yield _to_completion(self._chat_response((await self.asend(plan))[0], plan))
+            responses = self._astream_responses(plan)
+            try:
+                async for response in responses:
+                    yield _to_completion(response)
+            finally:
+                await responses.aclose()
 
         return gen()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -425,7 +425,7 @@ class SteerLMSettings(BaseModel):
         completion = self.send(plan)[0]
         yield StreamChunk(completion.text, completion)
 
-    async def asend_stream(self, plan: CallPlan) -> AsyncIterator[StreamChunk]:
+    async def asend_stream(self, plan: CallPlan) -> AsyncGenerator[StreamChunk, None]:
         """Async :meth:`send_stream`."""
         if isinstance(self._client, OpenAIClient):
             chunks = self._client.astream(plan.prompts[0], plan.options, plan.stops)
