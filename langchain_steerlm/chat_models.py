@@ -6,12 +6,16 @@ import contextvars
 import json
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.exceptions import OutputParserException
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.load import dumps
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -37,7 +41,7 @@ from pydantic import BaseModel, Field
 from pydantic.v1 import BaseModel as BaseModelV1
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
-from steerlm.options import normalize_stop
+from steerlm.options import MAX_SENTENCES_PER_REQUEST, normalize_stop
 from steerlm.tools import (
     ToolSpec,
     extract_json,
@@ -382,21 +386,26 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
     ) -> list[AIMessage]:
         """Answer many inputs with one request to the server (128 prompts per request).
 
-        Each input still gets its own run, callbacks and trace. Keywords apply to all
-        inputs, as in :meth:`invoke`.
+        Inputs whose answer is in the LLM cache (the instance's ``cache``, or the global
+        one from ``set_llm_cache``) are not sent; the ``rate_limiter`` is acquired once per
+        request that is actually sent. Each input still gets its own run, callbacks, trace
+        and cache update. Keywords apply to all inputs, as in :meth:`invoke`.
         """
-        plan = self._batch_plan(inputs, kwargs)
+        plan = self._batch_plan([i for i in inputs if not self._cached(i, kwargs)], kwargs)
         if plan is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
+            for _ in range(0, len(plan.prompts), MAX_SENTENCES_PER_REQUEST):
+                if self.rate_limiter:
+                    self.rate_limiter.acquire(blocking=True)
             outcomes: Sequence[Completion | BaseException] = self.send(plan)
         except Exception as exc:  # each input's run reports it
             outcomes = [exc] * len(plan.prompts)
-        token = _PREFETCHED.set(_index(plan, outcomes))
-        try:
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        finally:
-            _PREFETCHED.reset(token)
+        with prefetched(plan, outcomes):
+            runner = self.model_copy(update={"rate_limiter": None})  # acquired above
+            return super(SteerLMChat, runner).batch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
 
     async def abatch(
         self,
@@ -406,41 +415,77 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Async :meth:`batch`: one non-blocking request for all inputs."""
-        plan = self._batch_plan(inputs, kwargs)
+        """Async :meth:`batch`: one non-blocking request for the inputs not in the cache."""
+        misses = [i for i in inputs if not await self._acached(i, kwargs)]
+        plan = self._batch_plan(misses, kwargs)
         if plan is None:
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
         try:
+            for _ in range(0, len(plan.prompts), MAX_SENTENCES_PER_REQUEST):
+                if self.rate_limiter:
+                    await self.rate_limiter.aacquire(blocking=True)
             outcomes: Sequence[Completion | BaseException] = await self.asend(plan)
         except Exception as exc:
             outcomes = [exc] * len(plan.prompts)
-        token = _PREFETCHED.set(_index(plan, outcomes))
-        try:
-            return await super().abatch(
+        with prefetched(plan, outcomes):
+            runner = self.model_copy(update={"rate_limiter": None})
+            return await super(SteerLMChat, runner).abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
-        finally:
-            _PREFETCHED.reset(token)
 
     def _batch_plan(self, inputs: Sequence[LanguageModelInput], kwargs: Any) -> CallPlan | None:
         # Bad input raises here, before anything is sent, as invoke() would.
-        if len(inputs) < 2 or self.cache:
+        if not inputs:
             return None
         conversations = [self._convert_input(item).to_messages() for item in inputs]
         return self._plan(
             conversations, kwargs.get("stop"), {k: v for k, v in kwargs.items() if k != "stop"}
         )
 
+    def _cache_entry(
+        self, item: LanguageModelInput, kwargs: dict[str, Any]
+    ) -> tuple[BaseCache, str, str] | None:
+        """The cache, prompt key and llm string LangChain's run of ``item`` will look up."""
+        cache = self.cache if isinstance(self.cache, BaseCache) else get_llm_cache()
+        if self.cache is False or cache is None:
+            return None
+        messages = [
+            m.model_copy(update={"id": None}) if getattr(m, "id", None) is not None else m
+            for m in self._convert_input(item).to_messages()
+        ]
+        options = {k: v for k, v in kwargs.items() if k != "stop"}
+        return cache, dumps(messages), self._get_llm_string(stop=kwargs.get("stop"), **options)
 
-def _index(
-    plan: CallPlan, outcomes: Sequence[Completion | BaseException]
-) -> dict[str, deque[Completion | BaseException]]:
+    def _cached(self, item: LanguageModelInput, kwargs: dict[str, Any]) -> bool:
+        entry = self._cache_entry(item, kwargs)
+        return entry is not None and isinstance(entry[0].lookup(entry[1], entry[2]), list)
+
+    async def _acached(self, item: LanguageModelInput, kwargs: dict[str, Any]) -> bool:
+        entry = self._cache_entry(item, kwargs)
+        return entry is not None and isinstance(await entry[0].alookup(entry[1], entry[2]), list)
+
+
+@contextmanager
+def prefetched(plan: CallPlan, outcomes: Sequence[Completion | BaseException]) -> Iterator[None]:
+    """Hand completions fetched in one request to the per-input runs LangChain starts next.
+
+    ``batch()``/``abatch()`` fetch every uncached answer in one request, then let
+    LangChain run each input as usual (its own callbacks, trace, cache update), where
+    ``_generate`` takes its completion from here by prompt instead of sending. This relies
+    on LangChain copying context variables into the worker threads and tasks of its
+    ``batch`` (``contextvars.copy_context`` in ``langchain_core.runnables.config``), so the
+    value set here is seen there. Prompts that are asked twice get their answers in order.
+    """
     by_prompt: dict[str, deque[Completion | BaseException]] = defaultdict(deque)
     for prompt, outcome in zip(plan.prompts, outcomes, strict=True):
         by_prompt[prompt].append(outcome)
-    return by_prompt
+    token = _PREFETCHED.set(by_prompt)
+    try:
+        yield
+    finally:
+        _PREFETCHED.reset(token)
 
 
 def _take_prefetched(plan: CallPlan) -> Completion | None:
