@@ -74,6 +74,10 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # sent explicitly (the libraries would also offer br/zstd when those packages exist).
 _ACCEPT_ENCODING = "gzip, deflate"
 _READ_CHUNK = 64 * 1024
+#: Idle keep-alive connections kept per server. urllib3's default of 10 made 32 threads on
+#: one model open and discard connections on every call; with coalescing on, concurrent
+#: calls share requests, so far fewer are needed, but ``coalesce=False`` apps need them.
+POOL_SIZE = 128
 _INFLATE_STEP = 256 * 1024
 _USERINFO = re.compile(r"(?<=://)[^/?#]*@")
 
@@ -776,7 +780,7 @@ class HttpSession:
         with self._lock:
             if self._session is None:
                 session = requests.Session()
-                adapter = _DeadlineAdapter()
+                adapter = _DeadlineAdapter(pool_maxsize=POOL_SIZE)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 self._session = session
@@ -837,7 +841,10 @@ class HttpSession:
         if entry is None:
             for stale in [lp for lp in list(self._async_clients) if lp.is_closed()]:
                 self._async_clients.pop(stale, None)
-            client = httpx.AsyncClient(follow_redirects=False)
+            client = httpx.AsyncClient(
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=POOL_SIZE),
+            )
             closer = _close_at_loop_shutdown(client, self._async_clients, loop)
             await closer.__anext__()
             entry = self._async_clients[loop] = (client, closer)

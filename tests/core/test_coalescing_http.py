@@ -144,3 +144,33 @@ def test_coalescing_off_sends_one_request_per_call(
 def test_coalesce_must_be_a_bool() -> None:
     with pytest.raises(SteerLMInputError):
         SteerLMChat(coalesce="sometimes")
+
+
+class ConnectionCountingServer(NeMoServer):
+    """Records the client address of every TCP connection it accepts."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ScriptedEngine(step_seconds=STEP))
+        self.connections: set[tuple[str, int]] = set()
+
+    def process_request(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        self.connections.add(client_address)
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+
+def test_the_pool_keeps_a_connection_per_concurrent_caller() -> None:
+    from steerlm.server.app import serve_in_thread
+
+    server = ConnectionCountingServer()
+    serve_in_thread(server)
+    try:
+        llm = SteerLMChat(base_url=server.base_url, coalesce=False)
+        with ThreadPoolExecutor(32) as pool:
+            for _ in range(3):
+                list(pool.map(lambda i: llm.invoke(f"question {i}"), range(32)))
+        # urllib3's default pool of 10 would discard and reopen connections every round.
+        assert len(server.connections) <= 32
+        llm.close()
+    finally:
+        server.shutdown()
+        server.server_close()
