@@ -122,6 +122,8 @@ def decode_openai_body(url: str, response: HttpResponse) -> dict[str, Any]:
         raise SteerLMResponseError(url, "the body is not JSON", text) from None
     if isinstance(body, dict) and body.get("error"):
         raise error_from_object(url, response.status, body["error"])
+    if isinstance(body, dict) and body.get("object") == "error":  # vLLM before 0.9
+        raise error_from_object(url, response.status, body)
     if response.status != 200:
         raise SteerLMServerError(url, response.status, text)
     if not isinstance(body, dict):

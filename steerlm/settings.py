@@ -62,6 +62,7 @@ class CallPlan:
         stops: End strings: preset's, instance's, call's, then ``<|endoftext|>``.
         model_name: Model name to report (a per-call ``model`` overrides the instance's).
         tools: Tools the model was told about; their calls are parsed from the answer.
+        model_from_call: ``model_name`` is a per-call ``model`` (reported as it is).
     """
 
     prompts: tuple[str, ...]
@@ -70,6 +71,7 @@ class CallPlan:
     stops: tuple[str, ...]
     model_name: str
     tools: tuple[ToolSpec, ...] = ()
+    model_from_call: bool = False
 
 
 class SteerLMSettings(BaseModel):
@@ -300,10 +302,13 @@ class SteerLMSettings(BaseModel):
 
     @staticmethod
     def served_model_name(plan: CallPlan, completion: Completion) -> str:
-        """The model to report for ``completion``: the one the server says answered it
-        (OpenAI-compatible servers name it in each answer), else the plan's."""
+        """The model to report for ``completion``: a per-call ``model``, else the one the
+        server says answered it (OpenAI-compatible servers name it in each answer), else
+        the plan's (``model`` or the preset's)."""
         model = completion.raw.get("model")
-        return model if isinstance(model, str) and model else plan.model_name
+        if plan.model_from_call or not (isinstance(model, str) and model):
+            return plan.model_name
+        return model
 
     def generation_options(self, overrides: Mapping[str, Any] | None = None) -> GenerationOptions:
         """The instance's decoding settings, with per-call ``overrides`` applied."""
@@ -350,7 +355,8 @@ class SteerLMSettings(BaseModel):
                 f"Unknown keyword(s) {', '.join(map(repr, unknown))} for a SteerLM call. "
                 f"Valid: {', '.join(sorted(CALL_KEYWORDS | OPTION_NAMES))}."
             )
-        model_name = str(kwargs.pop("model", None) or self.model_name)
+        call_model = kwargs.pop("model", None)
+        model_name = str(call_model or self.model_name)
         preset = self.resolved_preset
         attributes = self.merged_attributes(kwargs.pop("attributes", None))
         stops = end_strings(
@@ -374,6 +380,7 @@ class SteerLMSettings(BaseModel):
             options=options,
             stops=stops,
             model_name=model_name,
+            model_from_call=call_model is not None,
             tools=tools,
         )
 

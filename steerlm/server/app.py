@@ -170,6 +170,8 @@ class NeMoServer(ThreadingHTTPServer):
         self.openai_models: list[str] | None = None
         #: Bearer token /v1 requests must carry (401 otherwise); None: no check.
         self.api_key: str | None = None
+        #: Seconds between the events of a /v1 stream (tests of a client leaving mid-stream).
+        self.stream_interval = 0.0
         # NeMo serves one generation at a time behind a global lock; so does this server.
         self.generate_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -187,6 +189,7 @@ class NeMoServer(ThreadingHTTPServer):
         self.received_headers.clear()
         self.openai_models = None
         self.api_key = None
+        self.stream_interval = 0.0
 
     @property
     def served_models(self) -> list[str]:

@@ -237,13 +237,16 @@ def _stream(
         handler.end_headers()
         for data in [*(json.dumps(event) for event in events), "[DONE]"]:
             if handler._client_gone():
+                handler.server.abandoned += 1
                 handler.close_connection = True
                 return
             payload = f"data: {data}\n\n".encode()
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
             handler.wfile.flush()
+            time.sleep(handler.server.stream_interval)
         handler.wfile.write(b"0\r\n\r\n")
     except (ConnectionError, TimeoutError):
+        handler.server.abandoned += 1  # the client left mid-stream
         handler.close_connection = True
 
 
