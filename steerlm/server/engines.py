@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -216,8 +217,14 @@ class _StopRule:
                 strings.append(end)
         return _StopRule(frozenset(tokens), tuple(strings))
 
-    def stops(self, token: str, text: str) -> bool:
-        return token in self.tokens or any(text.endswith(s) for s in self.strings if s)
+    def stops(self, token: str, text: Callable[[], str]) -> bool:
+        """Whether generating ``token`` ends the row; ``text()`` decodes the row so far."""
+        if token in self.tokens:
+            return True
+        if not self.strings:
+            return False
+        decoded = text()
+        return any(decoded.endswith(s) for s in self.strings if s)
 
 
 class ScriptedEngine:
@@ -302,7 +309,7 @@ class ScriptedEngine:
             row = list(context)
             for token in planned[:limit]:
                 row.append(token)
-                if rule.stops(token, tokenizer.decode(row)):
+                if rule.stops(token, lambda: tokenizer.decode(row)):  # noqa: B023 - used at once
                     break
             rows.append(row)
             counts.append(len(row) - len(context))
@@ -326,6 +333,7 @@ class ScriptedEngine:
         return generations
 
 
+@functools.lru_cache(maxsize=65536)
 def _token_id(piece: str) -> int:
     # Stable across runs (unlike hash()), small, and the same piece gets the same id.
     return int(sum(ord(ch) * 31**i for i, ch in enumerate(piece[:8])) % 50_000)
