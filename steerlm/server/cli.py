@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ctx", type=int, default=2048, help="context length per sentence (default 2048)"
     )
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "as-is", "q8_0"),
+        default="auto",
+        help="convert the weights before loading (cached): auto converts the embedded Q4_1 "
+        "model to Q8_0, which llama.cpp runs faster and batches well, and loads --model "
+        "files as they are",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
     parser.add_argument(
         "--nemo-version",
@@ -66,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="scripted engine: milliseconds per decoding step, paid once per request for its "
         "longest row, as a GPU batch pays it (for benchmarks; default 0)",
     )
+    parser.add_argument(
+        "--answer",
+        default=ScriptedEngine.default_answer,
+        help="scripted engine: the answer to every prompt (default %(default)r)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -73,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 def make_engine(args: argparse.Namespace) -> Engine:
     """Load the engine the arguments ask for."""
     if args.engine == "scripted":
-        return ScriptedEngine(step_seconds=args.step_ms / 1000)
+        engine = ScriptedEngine(step_seconds=args.step_ms / 1000)
+        engine.default_answer = args.answer
+        return engine
     from steerlm.server.llama_engine import LlamaEngine
 
     return LlamaEngine(
@@ -82,7 +97,14 @@ def make_engine(args: argparse.Namespace) -> Engine:
         n_threads=args.threads,
         prompt_mode=args.prompt_mode,
         parallel=args.parallel,
+        weights=_weights(args),
     )
+
+
+def _weights(args: argparse.Namespace) -> str | None:
+    if args.weights == "auto":
+        return None if args.model else "q8_0"
+    return None if args.weights == "as-is" else str(args.weights)
 
 
 def warm_up(engine: Engine) -> None:
@@ -117,8 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"steerlm-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    model = getattr(engine, "model_path", "scripted answers")
-    log.info("serving %s at %s (PUT /generate, GET /health)", model, server.base_url)
+    model = getattr(engine, "loaded_path", "scripted answers")
+    mode = getattr(engine, "prompt_mode", "")
+    log.info(
+        "serving %s%s at %s (PUT /generate, GET /health)",
+        model,
+        f" in {mode} prompt mode" if mode else "",
+        server.base_url,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import requests
 
 from steerlm.presets import get_preset
 from steerlm.prompt import build_prompt
-from steerlm.server.llama_engine import LlamaEngine
+from steerlm.server.llama_engine import LlamaEngine, converted_model, embedded_model_path
 from steerlm.server.process import dev_server
 from steerlm.server.protocol import GenerateParams
 from steerlm.types import Turn
@@ -235,3 +235,19 @@ def test_the_engine_stops_when_cancelled() -> None:
         cancelled,
     )
     assert all(g.generated_tokens < 10 for g in generations)
+
+
+def test_the_weights_are_converted_once_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = embedded_model_path()
+    converted = converted_model(source, "q8_0")
+    assert converted.parent == tmp_path / "steerlm-integrations" / "models"
+    assert converted.read_bytes()[:4] == b"GGUF"
+    made = converted.stat().st_mtime_ns
+    assert converted_model(source, "q8_0") == converted
+    assert converted.stat().st_mtime_ns == made  # reused, not converted again
+    assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no leftovers
+    with pytest.raises(ValueError, match="weights must be one of"):
+        converted_model(source, "q2_k")
