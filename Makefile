@@ -69,8 +69,10 @@ demo: install ## Start the dev server on the embedded model and run both framewo
 serve: install ## The dev server on port $(DEMO_PORT)
 	$(BIN)/steerlm-server --port $(DEMO_PORT)
 
-bench: install ## Benchmarks (ratios from one run)
-	$(BIN)/python benchmarks/bench_client.py
+bench: install ## Benchmarks B1-B4 (ratios from one run)
+	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_overhead.py
+	$(BIN)/python benchmarks/bench_dev_server.py
 
 clean: ## Remove the venvs and caches (the portable llama.cpp wheel stays in ~/.cache)
 	rm -rf $(VENV) $(VENV)-floors .pytest_cache .mypy_cache .ruff_cache *.egg-info

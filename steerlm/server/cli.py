@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from steerlm.presets import DEFAULT_PRESET
+from steerlm.prompt import build_prompt
 from steerlm.server.app import NeMoServer
 from steerlm.server.engines import Engine, ScriptedEngine
 from steerlm.server.protocol import NEMO_VERSIONS, GenerateParams
+from steerlm.types import Turn
 
 log = logging.getLogger("steerlm.server")
 
@@ -108,8 +111,12 @@ def _weights(args: argparse.Namespace) -> str | None:
 
 
 def warm_up(engine: Engine) -> None:
-    """Run one short generation, so a broken engine fails at start-up, not on a request."""
-    engine.generate(["Hello"], GenerateParams(tokens_to_generate=2, greedy=True))
+    """Run one short generation, so a broken engine fails at start-up, not on a request.
+
+    The prompt is a SteerLM prompt, so chat mode's parsing and chat template run too.
+    """
+    prompt = build_prompt([Turn("user", "Hi")], DEFAULT_PRESET.defaults, DEFAULT_PRESET)
+    engine.generate([prompt], GenerateParams(tokens_to_generate=2, greedy=True))
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -128,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         warm_up(engine)  # before listening: /health answers only once generation works
     except Exception as exc:
-        print(f"steerlm-server: the warm-up generation failed: {exc!r}", file=sys.stderr)
+        print(f"steerlm-server: the warm-up generation failed: {exc}", file=sys.stderr)
         return 3
     try:
         # Nobody reads the recorded requests of a standalone server.

@@ -1,0 +1,79 @@
+"""B3: what the integration costs on top of HTTP and the framework itself.
+
+Sequential calls against an instant server (the scripted engine, no step latency), in a
+child process, each timed against the sum of its two unavoidable parts:
+
+- a raw keep-alive ``PUT /generate`` of the same body with ``requests`` (the wire), and
+- the framework's own cost: the same call on the framework's fake chat model
+  (LangChain's ``FakeListChatModel``, LlamaIndex's ``MockLLM``).
+
+A ratio of 1.0 means the integration adds nothing; the goal is at most 1.1. Medians of
+many calls from one run; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import requests
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from llama_index.core.llms import ChatMessage, MockLLM
+
+from langchain_steerlm import SteerLMChat as LangChainSteerLM
+from llamaindex_steerlm import SteerLMChat as LlamaIndexSteerLM
+from steerlm import Turn
+from steerlm.options import build_request_body
+from steerlm.server.process import dev_server
+
+CALLS = 300
+QUESTION = "Where did techno music originate?"
+
+
+def median_seconds(action: Callable[[], object], calls: int = CALLS) -> float:
+    """Median time of ``calls`` runs of ``action``, after a few warm-up runs."""
+    for _ in range(10):
+        action()
+    timings = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    with dev_server("--engine", "scripted", "--log-level", "WARNING") as server:
+        langchain = LangChainSteerLM(base_url=server.url)
+        llamaindex = LlamaIndexSteerLM(base_url=server.url)
+        plan = langchain.plan_call([[Turn("user", QUESTION)]], {})
+        body = build_request_body(plan.prompts, plan.options, plan.stops)
+        session = requests.Session()
+        raw = median_seconds(lambda: session.put(f"{server.url}/generate", json=body).json())
+
+        fake_langchain = FakeListChatModel(responses=["This is a scripted answer."])
+        messages = [ChatMessage(role="user", content=QUESTION)]
+        fake_llamaindex = MockLLM(max_tokens=8)
+        rows = (
+            (
+                "LangChain invoke",
+                median_seconds(lambda: langchain.invoke(QUESTION)),
+                median_seconds(lambda: fake_langchain.invoke(QUESTION)),
+            ),
+            (
+                "LlamaIndex chat",
+                median_seconds(lambda: llamaindex.chat(messages)),
+                median_seconds(lambda: fake_llamaindex.chat(messages)),
+            ),
+        )
+        print(f"raw keep-alive PUT of the same body: {raw * 1e3:.2f} ms")
+        for name, ours, framework in rows:
+            print(
+                f"B3 {name}: {ours * 1e3:.2f} ms; raw PUT + fake model {framework * 1e3:.2f} ms "
+                f"= {(raw + framework) * 1e3:.2f} ms -> ratio {ours / (raw + framework):.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
