@@ -130,6 +130,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_an_engine_that_cannot_generate_fails_at_start_up() -> None:
+    # A context too small for even the warm-up prompt: the server must not report ready.
+    broken = run_cli("--ctx", "16", "--port", "0")
+    assert broken.returncode == 3
+    assert "warm-up generation failed" in broken.stderr
+    assert "context of 16 tokens" in broken.stderr
+
+
 def test_missing_or_non_gguf_model_file_is_a_clear_error(tmp_path: Path) -> None:
     missing = run_cli("--model", str(tmp_path / "nope.gguf"))
     assert missing.returncode == 2
