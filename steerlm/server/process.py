@@ -69,9 +69,19 @@ class DevServer:
         *args: More command-line flags, e.g. ``"--nemo-version", "1.17"``.
         port: Port to listen on; a free one when None. A port already in use is refused
             rather than shared: answers would come from the other server.
+        module: The server module run with ``python -m`` (another server, e.g.
+            ``llama_cpp.server``, gets the same start, health wait and death report); it
+            must take ``--port``.
+        health_path: The path that answers 200 once the server is ready.
     """
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        module: str = "steerlm.server",
+        health_path: str = "/health",
+    ) -> None:
         if port is not None and port_in_use(port):
             raise DevServerError(
                 f"Port {port} is already in use (another server?). Stop it, or pick another "
@@ -80,6 +90,9 @@ class DevServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = args
+        self.module = module
+        self.health_path = health_path
+        self.name = "steerlm-server" if module == "steerlm.server" else module
         self.output: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -92,7 +105,7 @@ class DevServer:
                 did not answer within ``ready_timeout`` seconds.
         """
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "steerlm.server", "--port", str(self.port), *self.args],
+            [sys.executable, "-m", self.module, "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -106,13 +119,13 @@ class DevServer:
             if (failure := self.failure()) is not None:
                 raise DevServerError(failure)
             try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
+                if requests.get(f"{self.url}{self.health_path}", timeout=1).ok:
                     return self
             except requests.RequestException:
                 time.sleep(0.05)
         self.stop()
         raise DevServerError(
-            f"steerlm-server did not answer {self.url}/health within {ready_timeout} s."
+            f"{self.name} did not answer {self.url}{self.health_path} within {ready_timeout} s."
             + self._tail()
         )
 
@@ -127,7 +140,7 @@ class DevServer:
             return None
         self._drain()
         returncode = self.process.returncode
-        message = f"steerlm-server at {self.url} died: {describe_exit(returncode)}."
+        message = f"{self.name} at {self.url} died: {describe_exit(returncode)}."
         if returncode == -signal.SIGILL:
             message += " " + SIGILL_HINT
         return message + self._tail()
@@ -164,13 +177,19 @@ class DevServer:
 
 
 @contextmanager
-def dev_server(*args: str, port: int | None = None) -> Iterator[DevServer]:
-    """Run the dev server for the duration of a ``with`` block; yields the running server.
+def dev_server(
+    *args: str,
+    port: int | None = None,
+    module: str = "steerlm.server",
+    health_path: str = "/health",
+) -> Iterator[DevServer]:
+    """Run the dev server (or ``module``, see :class:`DevServer`) for the duration of a
+    ``with`` block; yields the running server.
 
     An error inside the block is reported with the server's own failure when the server
     died, since a dead server otherwise shows only as "connection refused".
     """
-    server = DevServer(*args, port=port).start()
+    server = DevServer(*args, port=port, module=module, health_path=health_path).start()
     try:
         yield server
     except Exception as exc:
