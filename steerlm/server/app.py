@@ -316,6 +316,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         """The request body, or None after answering a bad ``Content-Length`` or a timeout."""
         declared = self.headers.get("Content-Length")
+        if declared is None and self.headers.get("Transfer-Encoding"):
+            # Unframed here: the chunks would be read as the next request.
+            self.close_connection = True
+            self._send(411, {"message": "Send the body with a Content-Length header"})
+            return None
         if declared is None:
             return b""  # as Flask: no body, so the JSON cannot be decoded (400)
         declared = declared.strip()

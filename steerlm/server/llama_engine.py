@@ -283,6 +283,9 @@ class LlamaEngine:
         if not model_ids:  # an empty prompt: the model still needs a token to start from
             model_ids = [self.llm.token_bos()]
         room = self.n_ctx - len(model_ids)
+        # NeMo has no such check (v1.23.0 text_generation_server.py:64-227 validates keys
+        # only; text_generation_utils.py:782-784 clips the length, so the model fails or
+        # generates nothing). Say it, with the counts, as NeMo says request errors.
         if room < 1:
             how = "" if rendered is None else " in the model's chat template"
             raise RejectionError(

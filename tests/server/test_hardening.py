@@ -101,6 +101,16 @@ def test_a_content_length_that_is_not_a_byte_count_is_a_400(
     assert "Content-Length must be a number of bytes" in body
 
 
+def test_a_chunked_body_without_content_length_is_a_411(server: NeMoServer) -> None:
+    request = (
+        b"PUT /generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n"
+    )
+    status, body = raw_exchange(server, request)
+    assert status == 411
+    assert "Content-Length" in body
+
+
 def test_a_body_over_the_limit_is_a_413(server: NeMoServer) -> None:
     status, body = raw_exchange(server, put(str(MAX_BODY_BYTES + 1)))
     assert status == 413
