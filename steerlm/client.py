@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from steerlm.http import (
     HttpResponse,
     HttpSession,
     RetryPolicy,
+    check_limits,
     redact_url,
 )
 from steerlm.options import MAX_SENTENCES_PER_REQUEST, GenerationOptions, build_request_body
@@ -102,6 +103,8 @@ class SteerLMClient:
         max_response_bytes: Cap of one decoded answer body.
         retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
         coalesce: Merge concurrent calls into shared requests.
+        headers: Extra headers for every request (``Authorization: Bearer ...`` for a
+            gateway in front of NeMo, and the like); shown nowhere.
     """
 
     def __init__(
@@ -113,28 +116,18 @@ class SteerLMClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not (
-            isinstance(timeout, int | float)
-            and not isinstance(timeout, bool)
-            and 0 < timeout < float("inf")
-        ):
-            raise SteerLMInputError(
-                f"timeout must be a positive number of seconds, got {timeout!r}."
-            )
-        if not (type(max_retries) is int and max_retries >= 0):
-            raise SteerLMInputError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-        if not (type(max_response_bytes) is int and max_response_bytes > 0):
-            raise SteerLMInputError(
-                "max_response_bytes must be a positive integer (bytes), got "
-                f"{max_response_bytes!r}; the default is {DEFAULT_MAX_RESPONSE_BYTES}."
-            )
+        check_limits(timeout, max_retries, max_response_bytes)
         self._endpoint = Endpoint.parse(resolve_base_url(base_url))
         self._generate = self._endpoint.join("/generate")
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self.http = HttpSession(
-            timeout=self.timeout, retry=self.retry, max_response_bytes=max_response_bytes
+            timeout=self.timeout,
+            retry=self.retry,
+            max_response_bytes=max_response_bytes,
+            headers=headers,
         )
         self.coalesce = coalesce
 
@@ -202,6 +195,7 @@ class SteerLMClient:
         return (
             self._generate.url,
             self._generate.authorization,
+            tuple(sorted(self.http.headers.items())),  # another key is another caller
             json.dumps(wire, sort_keys=True),
             tuple(stops),
             self.timeout,

@@ -245,8 +245,8 @@ class SteerLMSettings(BaseModel):
             max_retries=self.max_retries,
             max_response_bytes=self.max_response_bytes,
             coalesce=self.coalesce,
+            headers=self._headers(),
         )
-        self._client.http.headers.update(self._headers())
         self.base_url = resolve_base_url(self.base_url)
         return self
 
