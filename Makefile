@@ -73,6 +73,7 @@ bench: install ## Benchmarks B1-B4 (ratios from one run)
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_overhead.py
 	$(BIN)/python benchmarks/bench_dev_server.py
+	$(BIN)/python benchmarks/bench_streaming.py
 
 clean: ## Remove the venvs and caches (the portable llama.cpp wheel stays in ~/.cache)
 	rm -rf $(VENV) $(VENV)-floors .pytest_cache .mypy_cache .ruff_cache *.egg-info
