@@ -75,10 +75,11 @@ def build_completion_body(
 ) -> dict[str, Any]:
     """The JSON body of ``POST /completions``.
 
-    Greedy decoding is ``temperature: 0``. ``top_k``, ``repetition_penalty`` (also as
-    llama.cpp's ``repeat_penalty``) and ``min_tokens`` are sent only when they differ from
-    "off", under the names vLLM and llama.cpp's server accept; servers ignore keys they do
-    not know (see the README's table of which server honours which key).
+    Greedy decoding is ``temperature: 0``. ``top_k``, ``repetition_penalty`` and
+    ``min_tokens`` are sent only when they differ from "off", under vLLM's names, which
+    TensorRT-LLM shares; llama.cpp's servers read ``top_k`` and ignore the others (its own
+    name is ``repeat_penalty``, which is not sent: ``trtllm-serve`` refuses unknown keys).
+    See the README's table of which server honours which key.
     """
     body: dict[str, Any] = {
         "model": model,
@@ -95,8 +96,7 @@ def build_completion_body(
     if options.top_k:
         body["top_k"] = options.top_k
     if options.repetition_penalty != 1.0:
-        body["repetition_penalty"] = options.repetition_penalty  # vLLM, TensorRT-LLM
-        body["repeat_penalty"] = options.repetition_penalty  # llama.cpp
+        body["repetition_penalty"] = options.repetition_penalty
     if options.min_tokens:
         body["min_tokens"] = options.min_tokens
     if stream:
