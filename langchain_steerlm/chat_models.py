@@ -1,4 +1,4 @@
-"""LangChain chat model for NVIDIA SteerLM on a NeMo text-generation server."""
+"""LangChain chat model for NVIDIA SteerLM on NeMo or an OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -74,24 +74,34 @@ _ROLES: dict[str, Role] = {
 
 
 class SteerLMChat(BaseChatModel, SteerLMSettings):
-    """NVIDIA SteerLM chat model served by NeMo's text-generation server.
+    """NVIDIA SteerLM chat model on NeMo's text-generation server or an OpenAI-compatible one.
 
     Every answer is steered by *attributes* (quality, humor, toxicity...), set on the
-    instance and overridable per call. Messages become the SteerLM prompt; the request
-    goes to ``PUT {base_url}/generate``; stop strings apply on the server and again on the
-    client.
+    instance and overridable per call. Messages become the SteerLM prompt. With
+    ``api="nemo"`` (default) the request goes to NeMo's ``PUT {base_url}/generate``; with
+    ``api="openai"`` the same prompt goes to ``POST {base_url}/completions`` of vLLM,
+    TensorRT-LLM, NIM or llama.cpp, which stream tokens. Stop strings apply on the server
+    and again on the client.
 
     Setup:
-        Start a server: NeMo's ``megatron_gpt_eval.py ... server=True``, or for
+        Start a server: NeMo's ``megatron_gpt_eval.py ... server=True``, an
+        OpenAI-compatible server (``vllm serve``, ``trtllm-serve``, a NIM), or for
         development ``steerlm-server`` (installed with the ``[server]`` extra).
 
         .. code-block:: bash
 
             pip install "steerlm-integrations[langchain]"
             export STEERLM_BASE_URL=http://localhost:5555
+            export STEERLM_API_KEY=...  # only behind a gateway or a server with a key
 
     Key init args:
-        base_url: Server root; ``$STEERLM_BASE_URL``, then ``http://localhost:5555``.
+        base_url: Server root (NeMo) or API root such as ``http://localhost:8000/v1``
+            (OpenAI); ``$STEERLM_BASE_URL``, then ``http://localhost:5555`` (NeMo) or
+            ``http://localhost:8000/v1`` (OpenAI).
+        api: ``"nemo"`` (default) or ``"openai"``.
+        api_key: Sent as ``Authorization: Bearer ...``; ``$STEERLM_API_KEY`` by default.
+        model: With ``api="openai"`` the served model's name (asked from ``/models`` when
+            None); with NeMo only the name reported.
         preset: ``"llama2-13b-steerlm"`` (default), ``"llama2-70b-steerlm-chat"``,
             ``"nemotron3-8b-steerlm"`` or a ``steerlm.Preset``.
         attributes: Instance default attributes, e.g. ``{"humor": 3}``.
@@ -105,6 +115,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             from langchain_steerlm import SteerLMChat
 
             llm = SteerLMChat(base_url="http://localhost:5555", attributes={"creativity": 4})
+            streaming_llm = SteerLMChat(api="openai", base_url="http://localhost:8000/v1")
 
     Invoke with per-call attributes (merged over the instance's, key by key):
         .. code-block:: python
@@ -112,8 +123,143 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             llm.invoke("Tell me about techno.", attributes={"humor": 7}, max_tokens=200)
             llm.bind(attributes={"humor": 9}).invoke("And about jazz?")
 
-    The answer's ``response_metadata["attributes"]`` records the attributes used, and
-    the prompt reuses them when the message comes back in a later turn's history.
+    The outputs below are real, from the dev server on its embedded SmolLM2-135M
+    (``api="openai"``, ``max_tokens=60``), a small model that is not SteerLM-trained.
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("Where did techno music originate?"):
+                print(repr(chunk.content), end=" | ")
+
+        .. code-block:: none
+
+            'Techn' | 'o' | ' music' | ' originated' | ' in' | ' the' | ' late' | ...
+
+        Text that could still become a stop string is held back, so nothing shown is
+        ever taken back. The last chunk carries usage and ``response_metadata``, so
+        adding the chunks gives the message ``invoke`` returns:
+
+        .. code-block:: python
+
+            full = None
+            for chunk in llm.stream("Where did techno music originate?"):
+                full = chunk if full is None else full + chunk
+            full
+
+        .. code-block:: none
+
+            AIMessageChunk(content='Techno music originated in the late 1980s in the United
+            States, specifically in New York City, ...', response_metadata={'model_name':
+            'llama', 'finish_reason': 'length', 'stop_string': None, 'attributes': {...}},
+            usage_metadata={'input_tokens': 106, 'output_tokens': 60, 'total_tokens': 166},
+            chunk_position='last')
+
+        With ``api="nemo"`` (``/generate`` does not stream) the answer is one chunk.
+
+    Async:
+        .. code-block:: python
+
+            await llm.ainvoke("Where did techno music originate?")
+            async for chunk in llm.astream("Name a colour."):
+                print(repr(chunk.content), end=" | ")
+            await llm.abatch(["Name a colour.", "Name a fruit."])
+
+        .. code-block:: none
+
+            AIMessage(content='Techno music originated in the late 1980s in the United ...')
+            'A' | ' colour' | ' is' | ' a' | ' color' | '.' | '' |
+            [AIMessage(content='A colour is a color.', ...),
+             AIMessage(content='A fruit is a fruit.', ...)]
+
+    Batch:
+        .. code-block:: python
+
+            llm.batch(["Name a colour.", "Name a fruit."])
+
+        .. code-block:: none
+
+            [AIMessage(content='A colour is a color.', ...),
+             AIMessage(content='A fruit is a fruit.', ...)]
+
+        One request for all inputs: NeMo runs it as one batch (128 prompts per request);
+        OpenAI-compatible servers get a prompt list, or concurrent requests when they
+        take one prompt per request (llama.cpp).
+
+    Tool calling:
+        .. code-block:: python
+
+            from pydantic import BaseModel, Field
+
+            class GetWeather(BaseModel):
+                \"\"\"Get the current weather in a given location.\"\"\"
+
+                location: str = Field(..., description="The city and state, e.g. San Francisco, CA")
+
+            msg = llm.bind_tools([GetWeather], tool_choice="any").invoke(
+                "What is the weather in 'Paris, FR'?"
+            )
+            msg.tool_calls
+
+        .. code-block:: none
+
+            [{'name': 'GetWeather', 'args': {'location': 'Paris, FR'},
+              'id': 'call_46b999a41822408a89cc4ddb', 'type': 'tool_call'}]
+
+        (That output is from the scripted compliant model of the tests: SteerLM has no
+        native tool calling, the tools go into the system turn, and SmolLM2 does not
+        follow the convention; it answered in prose, ``msg.tool_calls == []``.) Streamed,
+        a call arrives whole on the last chunk as ``tool_call_chunks``.
+
+    Structured output:
+        .. code-block:: python
+
+            class Joke(BaseModel):
+                \"\"\"Joke to tell user.\"\"\"
+
+                setup: str = Field(description="The setup of the joke")
+                punchline: str = Field(description="The punchline to the joke")
+
+            llm.with_structured_output(Joke, include_raw=True).invoke("Tell me a joke about cats")
+
+        .. code-block:: none
+
+            {'raw': AIMessage(content='A cat is a cat. A cat is a cat.', ...), 'parsed': None,
+             'parsing_error': OutputParserException("the answer holds no JSON object ...")}
+
+        SmolLM2 writes no JSON; a model that follows the schema in the system turn gives
+        ``'parsed': Joke(setup=..., punchline=...)`` (without ``include_raw`` a bad answer
+        raises ``OutputParserException``).
+
+    Token usage:
+        .. code-block:: python
+
+            msg = llm.invoke("Where did techno music originate?")
+            msg.usage_metadata
+
+        .. code-block:: none
+
+            {'input_tokens': 106, 'output_tokens': 60, 'total_tokens': 166}
+
+        From the server's tokenizer: OpenAI-compatible servers' ``usage`` (in a stream,
+        when the server honours ``stream_options.include_usage``; llama.cpp's does not),
+        NeMo's ``tokens``.
+
+    Response metadata:
+        .. code-block:: python
+
+            msg.response_metadata
+
+        .. code-block:: none
+
+            {'model_name': 'llama', 'finish_reason': 'length', 'stop_string': None,
+             'attributes': {'quality': 9, 'toxicity': 0, 'humor': 0, 'creativity': 0,
+             'violence': 0, 'helpfulness': 9, 'not_appropriate': 0}}
+
+        ``model_name`` is the model the server says it served (``api="openai"``), else
+        ``model`` or the preset's name (NeMo's answer names no model). ``attributes``
+        are the ones used; the prompt reuses them when the message comes back in a later
+        turn's history.
     """
 
     streaming: bool = Field(

@@ -1,4 +1,4 @@
-"""LlamaIndex LLM for NVIDIA SteerLM on a NeMo text-generation server."""
+"""LlamaIndex LLM for NVIDIA SteerLM on NeMo or an OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -88,7 +88,13 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             llm.chat([ChatMessage(role="user", content="Hi!")], attributes={"humor": 7})
             engine = index.as_query_engine(llm=llm.with_attributes(humor=6))
 
-    Fields are those of the LangChain ``SteerLMChat``: ``base_url``, ``model``, ``preset``,
+    With ``api="openai"`` (``base_url`` an API root such as ``http://localhost:8000/v1``
+    of vLLM, TensorRT-LLM, NIM or llama.cpp), ``stream_chat``/``astream_chat``/
+    ``stream_complete``/``astream_complete`` yield tokens as they are generated; with
+    NeMo's ``/generate`` the answer is one response.
+
+    Fields are those of the LangChain ``SteerLMChat``: ``base_url``, ``api``, ``api_key``,
+    ``default_headers``, ``model``, ``preset``,
     ``attributes``, ``system_prompt``, ``max_tokens``, ``temperature``, ``top_k``,
     ``top_p``, ``repetition_penalty``, ``min_tokens``, ``random_seed``, ``stop``,
     ``logprobs``, ``timeout``, ``max_retries``.
