@@ -206,7 +206,9 @@ class LlamaEngine:
         params.n_seq_max = parallel
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Flash attention where the backend has it: on the CPU it makes a batch step of 8
+        # sequences with separate KV streams about a third cheaper.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
         params.no_perf = True
         model = self.llm._model
         self._ctx = LlamaContext(model=model, params=params, verbose=False)
