@@ -24,10 +24,9 @@ from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Endpoint,
     HttpResponse,
-    HttpSession,
     RetryPolicy,
-    check_limits,
     redact_url,
+    transport_session,
 )
 from steerlm.options import MAX_SENTENCES_PER_REQUEST, GenerationOptions, build_request_body
 from steerlm.response import decode_body, parse_generation
@@ -118,17 +117,10 @@ class SteerLMClient:
         coalesce: bool = True,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        check_limits(timeout, max_retries, max_response_bytes)
+        self.http = transport_session(timeout, max_retries, max_response_bytes, retry, headers)
+        self.timeout, self.retry = self.http.timeout, self.http.retry
         self._endpoint = Endpoint.parse(resolve_base_url(base_url))
         self._generate = self._endpoint.join("/generate")
-        self.timeout = float(timeout)
-        self.retry = retry or RetryPolicy(max_retries=max_retries)
-        self.http = HttpSession(
-            timeout=self.timeout,
-            retry=self.retry,
-            max_response_bytes=max_response_bytes,
-            headers=headers,
-        )
         self.coalesce = coalesce
 
     @property

@@ -287,6 +287,28 @@ def encode_json(display_url: str, payload: Mapping[str, Any]) -> bytes:
         ) from None
 
 
+def transport_session(
+    timeout: object,
+    max_retries: object,
+    max_response_bytes: object,
+    retry: RetryPolicy | None,
+    headers: Mapping[str, str] | None,
+) -> HttpSession:
+    """The session of one transport, its settings validated first (see :func:`check_limits`).
+
+    ``retry`` overrides ``max_retries``.
+    """
+    check_limits(timeout, max_retries, max_response_bytes)
+    assert isinstance(timeout, int | float) and isinstance(max_response_bytes, int)
+    assert isinstance(max_retries, int)
+    return HttpSession(
+        timeout=float(timeout),
+        retry=retry or RetryPolicy(max_retries=max_retries),
+        max_response_bytes=max_response_bytes,
+        headers=headers,
+    )
+
+
 def check_limits(timeout: object, max_retries: object, max_response_bytes: object) -> None:
     """Validate a transport's timeout, retries and size cap before anything is sent.
 
@@ -631,15 +653,8 @@ class HttpSession:
             else:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 _check_stream_head(endpoint, headers)
-        except Exception as exc:
-            expired = attempt.finish()
-            if response is not None:
-                response.close()
-            if expired or time.monotonic() >= deadline:
-                raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
-            if isinstance(exc, SteerLMError):
-                raise
-            raise self._transport_error(endpoint, exc) from None
+        except Exception as exc:  # every library failure becomes one of ours
+            raise self._attempt_error(attempt, response, deadline, endpoint, exc) from None
         finally:
             _CURRENT_ATTEMPT.reset(token)
         if attempt.finish():  # the deadline struck just after the head: the socket is shut
@@ -746,14 +761,7 @@ class HttpSession:
             )
             result = self._read_sync(endpoint, response, deadline)
         except Exception as exc:  # every library failure becomes one of ours
-            expired = attempt.finish()
-            if response is not None:
-                response.close()  # a half-read connection cannot go back to the pool
-            if expired or time.monotonic() >= deadline:
-                raise SteerLMTimeoutError(endpoint.display, self.timeout) from None
-            if isinstance(exc, SteerLMError):
-                raise
-            raise self._transport_error(endpoint, exc) from None
+            raise self._attempt_error(attempt, response, deadline, endpoint, exc) from None
         finally:
             _CURRENT_ATTEMPT.reset(token)
         if attempt.finish():  # struck after the last byte: its socket is shut, drop it
@@ -775,6 +783,24 @@ class HttpSession:
             if time.monotonic() >= deadline:
                 raise SteerLMTimeoutError(endpoint.display, self.timeout)
         return HttpResponse(response.status_code, headers, reader.finish())
+
+    def _attempt_error(
+        self,
+        attempt: _Attempt,
+        response: requests.Response | None,
+        deadline: float,
+        endpoint: Endpoint,
+        exc: Exception,
+    ) -> SteerLMError:
+        """The error a failed sync attempt raises (a deadline that struck is a timeout)."""
+        expired = attempt.finish()
+        if response is not None:
+            response.close()  # a half-read connection cannot go back to the pool
+        if expired or time.monotonic() >= deadline:
+            return SteerLMTimeoutError(endpoint.display, self.timeout)
+        if isinstance(exc, SteerLMError):
+            return exc
+        return self._transport_error(endpoint, exc)
 
     def _sync_session(self) -> requests.Session:
         with self._lock:
@@ -865,7 +891,24 @@ async def _close_at_loop_shutdown(
         await client.aclose()
 
 
-class HttpStream:
+class _Stream:
+    """What both stream classes share: the session's rules and the byte count."""
+
+    def __init__(self, session: HttpSession, endpoint: Endpoint) -> None:
+        self._session = session
+        self._endpoint = endpoint
+        self._size = 0
+
+    def _counted(self, chunk: bytes) -> bytes:
+        self._size += len(chunk)
+        if self._size > self._session.max_response_bytes:
+            raise SteerLMResponseTooLargeError(
+                self._endpoint.display, self._session.max_response_bytes
+            )
+        return chunk
+
+
+class HttpStream(_Stream):
     """An open streamed answer (HTTP 200): iterate for body bytes as they arrive.
 
     Each wait for more bytes may take up to the session's ``timeout``; the bytes of the
@@ -875,10 +918,8 @@ class HttpStream:
     """
 
     def __init__(self, session: HttpSession, endpoint: Endpoint, response: requests.Response):
-        self._session = session
-        self._endpoint = endpoint
+        super().__init__(session, endpoint)
         self._response = response
-        self._size = 0
 
     def __iter__(self) -> Iterator[bytes]:
         raw = self._response.raw
@@ -888,12 +929,7 @@ class HttpStream:
                 chunk = raw.read1(_READ_CHUNK)
                 if not chunk:
                     return
-                self._size += len(chunk)
-                if self._size > self._session.max_response_bytes:
-                    raise SteerLMResponseTooLargeError(
-                        self._endpoint.display, self._session.max_response_bytes
-                    )
-                yield chunk
+                yield self._counted(chunk)
         except SteerLMError:
             self.close()
             raise
@@ -912,14 +948,12 @@ class HttpStream:
         self.close()
 
 
-class AsyncHttpStream:
+class AsyncHttpStream(_Stream):
     """Async :class:`HttpStream`; each wait for more bytes is bounded by ``timeout``."""
 
     def __init__(self, session: HttpSession, endpoint: Endpoint, response: httpx.Response):
-        self._session = session
-        self._endpoint = endpoint
+        super().__init__(session, endpoint)
         self._response = response
-        self._size = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks = self._response.aiter_raw().__aiter__()
@@ -929,12 +963,7 @@ class AsyncHttpStream:
                     chunk = await asyncio.wait_for(chunks.__anext__(), self._session.timeout)
                 except StopAsyncIteration:
                     return
-                self._size += len(chunk)
-                if self._size > self._session.max_response_bytes:
-                    raise SteerLMResponseTooLargeError(
-                        self._endpoint.display, self._session.max_response_bytes
-                    )
-                yield chunk
+                yield self._counted(chunk)
         except SteerLMError:
             await self.aclose()
             raise
@@ -1059,4 +1088,5 @@ __all__ = [
     "logger",
     "parse_retry_after",
     "redact_url",
+    "transport_session",
 ]

@@ -37,13 +37,12 @@ from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Endpoint,
     HttpResponse,
-    HttpSession,
     RetryPolicy,
     SSEDecoder,
-    check_limits,
+    transport_session,
 )
 from steerlm.options import GenerationOptions
-from steerlm.response import StreamCut, cut_answer
+from steerlm.response import StreamCut, cut_answer, load_json
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
@@ -114,12 +113,7 @@ def decode_openai_body(url: str, response: HttpResponse) -> dict[str, Any]:
         SteerLMResponseError: A 200 whose body is not a JSON object.
     """
     text = response.text
-    try:
-        body = json.loads(text)
-    except ValueError:
-        if response.status != 200:
-            raise SteerLMServerError(url, response.status, text) from None
-        raise SteerLMResponseError(url, "the body is not JSON", text) from None
+    body = load_json(url, response.status, text)
     if isinstance(body, dict) and body.get("error"):
         raise error_from_object(url, response.status, body["error"])
     if isinstance(body, dict) and body.get("object") == "error":  # vLLM before 0.9
@@ -260,19 +254,12 @@ class OpenAIClient:
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        check_limits(timeout, max_retries, max_response_bytes)
+        self.http = transport_session(timeout, max_retries, max_response_bytes, retry, headers)
+        self.timeout, self.retry = self.http.timeout, self.http.retry
         url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL
         self._endpoint = Endpoint.parse(resolve_base_url(url))
         self._completions = self._endpoint.join("/completions")
         self._models = self._endpoint.join("/models")
-        self.timeout = float(timeout)
-        self.retry = retry or RetryPolicy(max_retries=max_retries)
-        self.http = HttpSession(
-            timeout=self.timeout,
-            retry=self.retry,
-            max_response_bytes=max_response_bytes,
-            headers=headers,
-        )
         self._model = model
         self._model_lock = threading.Lock()
         #: Whether the server takes a prompt list: None until the first batch tells.
@@ -393,18 +380,11 @@ class OpenAIClient:
         body = build_completion_body(model, prompts, options, stops)
         try:
             answer = self.http.request(
-                "POST",
-                self._completions,
-                body,
-                self._decode,
-                _NO_RETRY if self._probing(probe) else None,
+                "POST", self._completions, body, self._decode, self._retry(probe)
             )
-            completions = parse_completions(self.url, answer, prompts, stops, options)
         except SteerLMError as error:
             raise self._refusal(probe, error) from None
-        if probe:
-            self.prompt_lists = True
-        return completions
+        return self._parsed(answer, prompts, options, stops, probe)
 
     async def _acomplete(
         self,
@@ -417,23 +397,32 @@ class OpenAIClient:
         body = build_completion_body(model, prompts, options, stops)
         try:
             answer = await self.http.arequest(
-                "POST",
-                self._completions,
-                body,
-                self._decode,
-                _NO_RETRY if self._probing(probe) else None,
+                "POST", self._completions, body, self._decode, self._retry(probe)
             )
+        except SteerLMError as error:
+            raise self._refusal(probe, error) from None
+        return self._parsed(answer, prompts, options, stops, probe)
+
+    def _retry(self, probe: bool) -> RetryPolicy | None:
+        # The first prompt list: no retries, since a server that cannot take lists fails
+        # the same way each time (the batch then goes out prompt by prompt, with retries).
+        return _NO_RETRY if probe and self.prompt_lists is None else None
+
+    def _parsed(
+        self,
+        answer: dict[str, Any],
+        prompts: Sequence[str],
+        options: GenerationOptions,
+        stops: Sequence[str],
+        probe: bool,
+    ) -> list[Completion]:
+        try:
             completions = parse_completions(self.url, answer, prompts, stops, options)
         except SteerLMError as error:
             raise self._refusal(probe, error) from None
         if probe:
             self.prompt_lists = True
         return completions
-
-    def _probing(self, probe: bool) -> bool:
-        # The first prompt list: no retries, since a server that cannot take lists fails
-        # the same way each time (the batch then goes out prompt by prompt, with retries).
-        return probe and self.prompt_lists is None
 
     def _refusal(self, probe: bool, error: SteerLMError) -> SteerLMError:
         refused = isinstance(error, SteerLMResponseError) or (

@@ -57,6 +57,21 @@ UNICODE_TO_BYTE = {char: byte for byte, char in BYTE_TO_UNICODE.items()}
 _PARTIAL_MARKER = re.compile(r"<(?:e(?:x(?:t(?:r(?:a(?:_(?:i(?:d(?:_\d*)?)?)?)?)?)?)?)?)?$")
 
 
+def load_json(url: str, status: int, text: str) -> Any:
+    """The JSON value of an answer body, for every transport.
+
+    Raises:
+        SteerLMServerError: The body is not JSON and the status is not 200.
+        SteerLMResponseError: A 200 whose body is not JSON.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        if status != 200:
+            raise SteerLMServerError(url, status, text) from None
+        raise SteerLMResponseError(url, "the body is not JSON", text) from None
+
+
 def decode_body(url: str, status: int, text: str) -> dict[str, Any]:
     """Decode an HTTP answer of ``/generate`` into its JSON object.
 
@@ -65,12 +80,7 @@ def decode_body(url: str, status: int, text: str) -> dict[str, Any]:
             (how NeMo reports a failed validation).
         SteerLMResponseError: The body is not JSON, or not a JSON object.
     """
-    try:
-        body = json.loads(text)
-    except ValueError:
-        if status != 200:
-            raise SteerLMServerError(url, status, text) from None
-        raise SteerLMResponseError(url, "the body is not JSON", text) from None
+    body = load_json(url, status, text)
     if isinstance(body, str):
         raise SteerLMServerError(url, status, body)
     if status != 200:
