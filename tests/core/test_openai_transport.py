@@ -63,9 +63,7 @@ def test_the_wire_request_is_the_steerlm_prompt_with_openai_names(
     assert "stream" not in body
 
 
-def test_sampling_keys_are_sent_under_vllms_names(
-    nemo: NeMoServer, engine: ScriptedEngine
-) -> None:
+def test_sampling_keys_are_sent_under_vllms_names(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     llm = settings(nemo, temperature=0.7, top_k=40, repetition_penalty=1.1, min_tokens=2)
     engine.script("One two three.")
     llm.send(llm.plan_call([QUESTION], {"random_seed": 7, "logprobs": True}))
