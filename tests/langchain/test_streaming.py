@@ -173,3 +173,25 @@ class TestSteerLMChatCompliantModelOpenAI(SteerLMStandardSettings, ChatModelInte
     )
     def test_stream_time(self) -> None:  # type: ignore[override]
         """Not run: see the reason."""
+
+
+def test_the_api_key_reaches_no_callback_or_trace(nemo: NeMoServer, engine: ScriptedEngine) -> None:
+    secret = "sk-never-shown-0123"
+    seen: list[str] = []
+
+    class Record(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            seen.append(repr(serialized) + repr(kwargs))
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            seen.append(repr(response) + repr(kwargs))
+
+    nemo.api_key = secret
+    llm = SteerLMChat(api="openai", base_url=nemo.base_url + "/v1", api_key=secret)
+    engine.script(ANSWER, ANSWER)
+    llm.invoke("Techno?", config={"callbacks": [Record()]})
+    list(llm.stream("Techno?", config={"callbacks": [Record()]}))
+    assert nemo.received_headers[-1]["authorization"] == f"Bearer {secret}"
+    assert len(seen) == 4
+    assert not any(secret in text for text in seen)
+    assert secret not in repr(llm) + str(llm._get_ls_params()) + str(llm._identifying_params)
