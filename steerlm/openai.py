@@ -35,6 +35,7 @@ from steerlm.errors import (
 )
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    AsyncHttpStream,
     Endpoint,
     HttpResponse,
     RetryPolicy,
@@ -472,19 +473,16 @@ class OpenAIClient:
         reader = _StreamReader(self.url, prompt, options, stops)
         stream = await self.http.aopen_stream("POST", self._completions, body, self._decode)
         async with stream:
-            decoder = SSEDecoder()
-            async for chunk in stream:
-                for data in decoder.feed(chunk):
+            events = _aevents(SSEDecoder(), stream)
+            try:
+                async for data in events:
                     text = reader.event(data)
                     if text:
                         yield StreamChunk(text)
                     if reader.done:
                         break
-                if reader.done:
-                    break
-            else:
-                for data in decoder.finish():
-                    reader.event(data)
+            finally:
+                await events.aclose()
         yield reader.last_chunk()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -515,6 +513,14 @@ def _events(decoder: SSEDecoder, chunks: Iterator[bytes]) -> Iterator[str]:
     for chunk in chunks:
         yield from decoder.feed(chunk)
     yield from decoder.finish()
+
+
+async def _aevents(decoder: SSEDecoder, chunks: AsyncHttpStream) -> AsyncGenerator[str, None]:
+    async for chunk in chunks:
+        for data in decoder.feed(chunk):
+            yield data
+    for data in decoder.finish():
+        yield data
 
 
 class _StreamReader:

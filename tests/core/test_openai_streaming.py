@@ -281,3 +281,15 @@ def test_the_size_cap_counts_the_whole_stream(raw: RawServer) -> None:
     client = OpenAIClient(raw.base_url + "/v1", model="m", max_response_bytes=2000, max_retries=0)
     with pytest.raises(SteerLMResponseTooLargeError):
         list(client.stream("p", GenerationOptions(), ()))
+
+
+async def test_a_stream_that_ends_without_done_keeps_its_last_event(raw: RawServer) -> None:
+    unterminated = _HEAD + _sse(_token("Hel")) + b'data: {"choices": [{"text": "lo"}]}'
+    raw.queue([unterminated], [unterminated])
+    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
+    sync = list(client.stream("p", GenerationOptions(), ()))
+    assert "".join(chunk.text for chunk in sync) == "Hello"
+    chunks = [chunk async for chunk in client.astream("p", GenerationOptions(), ())]
+    assert "".join(chunk.text for chunk in chunks) == "Hello"
+    assert chunks[-1].completion is not None and chunks[-1].completion.text == "Hello"
+    await client.aclose()
