@@ -366,7 +366,9 @@ class LlamaEngine:
             row.logprobs.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
         if token in self._eog_set and (row.chat or params.stops_at_end_of_sequence):
             if row.chat and TURN_MARKER in params.end_strings:
-                row.suffix = list(self._turn_marker)  # where a SteerLM model ends its turn
+                # Where a SteerLM model ends its turn; its tokens count against the budget,
+                # so it may be cut, as a real model's would be.
+                row.suffix = self._turn_marker[: row.budget - len(row.generated)]
             row.done = True
             return
         row.generated.append(token)

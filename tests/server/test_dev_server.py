@@ -259,3 +259,25 @@ def test_the_weights_are_converted_once_and_cached(
     assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no leftovers
     with pytest.raises(ValueError, match="weights must be one of"):
         converted_model(source, "q2_k")
+
+
+def test_chat_mode_never_generates_more_than_tokens_to_generate(real_server_url: str) -> None:
+    prompt = steerlm_prompt(QUESTIONS[1], humor=9)
+    ends = ["<extra_id_1>", "<|endoftext|>"]
+
+    def generated(budget: int) -> tuple[int, str]:
+        answer = generate(
+            real_server_url,
+            sentences=[prompt],
+            tokens_to_generate=budget,
+            greedy=True,
+            end_strings=ends,
+        )
+        prompt_tokens = sum(1 for offset in answer["offsets"][0] if offset < len(prompt))
+        return len(answer["tokens"][0]) - prompt_tokens, answer["sentences"][0]
+
+    natural, sentence = generated(200)
+    assert sentence.endswith("<extra_id_1>")
+    for budget in (natural - 3, natural - 1, natural):
+        count, _ = generated(budget)
+        assert count <= budget  # the turn marker counts against the budget
