@@ -146,6 +146,9 @@ class NeMoServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when many clients connect at
+    # once; werkzeug, which serves NeMo's Flask app, listens with 128.
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -361,11 +364,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """Whether the client closed its connection (checked between generated tokens)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            poller = select.poll()  # unlike select(), not limited to descriptors below 1024
+            poller.register(self.connection, select.POLLIN | select.POLLHUP | select.POLLERR)
+            events = poller.poll(0)
+            if not events:
+                return False
+            if events[0][1] & (select.POLLHUP | select.POLLERR):
+                return True
             # Readable with nothing to read means end of stream; a pipelined next request
             # would be data, and the client is still there.
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
             return True
 
     def do_GET(self) -> None:
