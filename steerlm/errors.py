@@ -41,16 +41,32 @@ class InvalidAttributesError(SteerLMInputError):
 
 
 class SteerLMConnectionError(SteerLMError, ConnectionError):
-    """The server could not be reached (refused, unresolvable, reset)."""
+    """The server could not be reached (refused, unresolvable, reset).
 
-    def __init__(self, url: str, reason: str) -> None:
+    Attributes:
+        url: The server URL (credentials redacted).
+        reason: What the connection attempt ran into.
+        answered_before: The server had answered this process before: it was running and
+            has gone (stopped, crashed, restarting), rather than never being there.
+    """
+
+    def __init__(self, url: str, reason: str, *, answered_before: bool = False) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(
-            f"Could not reach the SteerLM server at {url}: {reason}. Is it running? Start "
-            "NeMo's megatron_gpt_eval.py with server=True, or the local dev server with "
-            "`steerlm-server`, and point base_url (or STEERLM_BASE_URL) at it."
-        )
+        self.answered_before = answered_before
+        if answered_before:
+            message = (
+                f"The SteerLM server at {url} answered earlier but cannot be reached now: "
+                f"{reason}. It has stopped, crashed or is restarting: check its log (the dev "
+                "server's helper steerlm.server.process reports how it died)."
+            )
+        else:
+            message = (
+                f"Could not reach the SteerLM server at {url}: {reason}. Is it running? Start "
+                "NeMo's megatron_gpt_eval.py with server=True, or the local dev server with "
+                "`steerlm-server`, and point base_url (or STEERLM_BASE_URL) at it."
+            )
+        super().__init__(message)
 
 
 class SteerLMTimeoutError(SteerLMConnectionError, TimeoutError):

@@ -390,13 +390,15 @@ class _Watchdog:
             if len(self._heap) > 256:  # finished attempts wait for their deadline: prune
                 self._heap = [entry for entry in self._heap if not entry[2].done]
                 heapq.heapify(self._heap)
+            first = not self._heap or attempt.deadline < self._heap[0][0]
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="steerlm-deadline", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if first:  # otherwise the thread already wakes no later than this deadline
+                self._cond.notify()
 
     def _run(self) -> None:
         with self._cond:
@@ -505,6 +507,7 @@ class HttpSession:
         self.max_response_bytes = max_response_bytes
         self.headers = dict(headers or {})
         self._session: requests.Session | None = None
+        self._environments: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, Any]] = {}
 
@@ -647,6 +650,7 @@ class HttpSession:
                 timeout=(self.timeout, self.timeout),
                 allow_redirects=False,
                 stream=True,
+                **self._environment(endpoint),
             )
             if response.status_code != 200:
                 failed = self._read_sync(endpoint, response, deadline)
@@ -758,6 +762,7 @@ class HttpSession:
                 timeout=(self.timeout, self.timeout),
                 allow_redirects=False,
                 stream=True,
+                **self._environment(endpoint),
             )
             result = self._read_sync(endpoint, response, deadline)
         except Exception as exc:  # every library failure becomes one of ours
@@ -806,11 +811,40 @@ class HttpSession:
         with self._lock:
             if self._session is None:
                 session = requests.Session()
+                # What requests reads from the environment (proxies, CA bundle, .netrc)
+                # is read once per server instead: per request it walks os.environ and
+                # stats files, about a millisecond a call (see _environment).
+                session.trust_env = False
                 adapter = _DeadlineAdapter(pool_maxsize=POOL_SIZE)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 self._session = session
             return self._session
+
+    def _environment(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Proxies, TLS verification and .netrc auth for ``endpoint``, read once per origin.
+
+        The same settings requests would read from the environment on every request
+        (``HTTP(S)_PROXY``/``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``~/.netrc``).
+        """
+        origin = _origin(endpoint.url)
+        settings = self._environments.get(origin)
+        if settings is None:
+            found = requests.Session().merge_environment_settings(
+                endpoint.url, {}, None, None, None
+            )
+            settings = {"proxies": found["proxies"], "verify": found["verify"]}
+            if found["cert"] is not None:
+                settings["cert"] = found["cert"]
+            netrc = requests.utils.get_netrc_auth(endpoint.url)
+            if (
+                netrc
+                and endpoint.authorization is None
+                and "authorization" not in {key.lower() for key in self.headers}
+            ):
+                settings["auth"] = netrc
+            self._environments[origin] = settings
+        return settings
 
     def _transport_error(self, endpoint: Endpoint, exc: BaseException) -> SteerLMError:
         if isinstance(
@@ -821,7 +855,9 @@ class HttpSession:
             | TimeoutError,
         ):
             return SteerLMTimeoutError(endpoint.display, self.timeout)
-        return SteerLMConnectionError(endpoint.display, _reason(exc))
+        return SteerLMConnectionError(
+            endpoint.display, _reason(exc), answered_before=_origin(endpoint.url) in _ANSWERED
+        )
 
     # -- one async attempt -----------------------------------------------------------------
 
@@ -1017,7 +1053,18 @@ class SSEDecoder:
         return self.feed(b"\n\n")
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+#: Servers that have answered this process (origins): a connection error to one of them
+#: means a server that was running has gone, not one that was never there.
+_ANSWERED: set[str] = set()
+
+
 def _check_stream_head(endpoint: Endpoint, headers: Mapping[str, str]) -> None:
+    _ANSWERED.add(_origin(endpoint.url))
     coding = headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):
         raise SteerLMResponseError(
@@ -1044,6 +1091,7 @@ def _headers(
 
 
 def _check_head(endpoint: Endpoint, status: int, headers: Mapping[str, str], limit: int) -> None:
+    _ANSWERED.add(_origin(endpoint.url))
     if 300 <= status < 400:
         location = headers.get("location")
         raise SteerLMRedirectError(

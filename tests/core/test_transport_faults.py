@@ -553,3 +553,47 @@ def test_the_http_layer_serves_other_routes_and_methods(nemo: NeMoServer, mode: 
 
         status, body = asyncio.run(get())
     assert status == 200 and body["status"] == "ok"
+
+
+# -- the environment, read once per server ----------------------------------------------
+
+
+def test_proxy_settings_from_the_environment_are_honoured(
+    raw: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests would read these on every request; the client reads them once per server.
+    monkeypatch.setenv("HTTP_PROXY", raw.base_url)
+    monkeypatch.setenv("NO_PROXY", "")
+    llm = SteerLMSettings(base_url="http://nemo.invalid:5555", max_retries=0)
+    assert call(llm, "sync") == ANSWER
+    assert raw.requests[0].line.startswith("PUT http://nemo.invalid:5555/generate ")
+
+
+def test_no_proxy_keeps_loopback_direct(raw: RawServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    llm = SteerLMSettings(base_url=raw.base_url, max_retries=0)
+    assert call(llm, "sync") == ANSWER
+
+
+# -- a server that was there and is gone ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_server_that_answered_and_vanished_is_named_as_such(mode: str) -> None:
+    server = RawServer()
+    llm = SteerLMSettings(base_url=server.base_url, max_retries=0)
+    assert call(llm, mode) == ANSWER
+    server.close()
+    with pytest.raises(SteerLMConnectionError) as caught:
+        call(llm, mode)
+    assert caught.value.answered_before
+    assert "answered earlier but cannot be reached now" in str(caught.value)
+
+
+def test_a_server_that_never_answered_is_named_as_such(dead_url: str) -> None:
+    llm = SteerLMSettings(base_url=dead_url, max_retries=0)
+    with pytest.raises(SteerLMConnectionError) as caught:
+        call(llm, "sync")
+    assert not caught.value.answered_before
+    assert "Is it running?" in str(caught.value)
