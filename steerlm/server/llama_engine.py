@@ -107,7 +107,13 @@ def converted_model(path: Path, weights: str) -> Path:
     target = cache_dir() / f"{path.stem}.{stat.st_size}.{int(stat.st_mtime)}.{weights}.gguf"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(
+            f"Cannot keep the converted model in {target.parent} ({exc}); set XDG_CACHE_HOME "
+            "to a writable folder, or run with --weights as-is."
+        ) from exc
     partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     from llama_cpp._logger import set_verbose
 

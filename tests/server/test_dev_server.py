@@ -14,7 +14,12 @@ import requests
 
 from steerlm.presets import get_preset
 from steerlm.prompt import build_prompt
-from steerlm.server.llama_engine import LlamaEngine, converted_model, embedded_model_path
+from steerlm.server.llama_engine import (
+    LlamaEngine,
+    ModelFileError,
+    converted_model,
+    embedded_model_path,
+)
 from steerlm.server.process import dev_server
 from steerlm.server.protocol import GenerateParams
 from steerlm.types import Turn
@@ -259,6 +264,10 @@ def test_the_weights_are_converted_once_and_cached(
     assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no leftovers
     with pytest.raises(ValueError, match="weights must be one of"):
         converted_model(source, "q2_k")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # not a folder
+    with pytest.raises(ModelFileError, match="XDG_CACHE_HOME"):
+        converted_model(source, "q8_0")
 
 
 def test_chat_mode_never_generates_more_than_tokens_to_generate(real_server_url: str) -> None:
