@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeGuard
 
-from steerlm.server.engines import Engine, Generation
+from steerlm.server.engines import Engine, Generation, StreamingEngine, TokenSink
 from steerlm.server.protocol import (
     NEMO_VERSIONS,
     GenerateParams,
@@ -93,6 +93,10 @@ class CancellableEngine(Engine, Protocol):
 
 def _is_cancellable(engine: Engine) -> TypeGuard[CancellableEngine]:
     return getattr(engine, "cancellable", False) is True
+
+
+def _is_streaming(engine: Engine) -> TypeGuard[StreamingEngine]:
+    return getattr(engine, "streaming", False) is True
 
 
 class RecentRequests(list[dict[str, Any]]):
@@ -231,9 +235,19 @@ class NeMoServer(ThreadingHTTPServer):
         return 200, answer
 
     def run(
-        self, body: dict[str, Any], cancelled: Callable[[], bool] | None = None
+        self,
+        body: dict[str, Any],
+        cancelled: Callable[[], bool] | None = None,
+        on_token: TokenSink | None = None,
     ) -> tuple[GenerateParams, list[Generation]]:
         """Validate a ``/generate`` body and generate it under the lock (both APIs use it).
+
+        Args:
+            body: The ``/generate`` body.
+            cancelled: Turns true when the client has gone; a cancellable engine then stops.
+            on_token: Receives each prompt's text as it is generated, from an engine that
+                streams (see :class:`~steerlm.server.engines.StreamingEngine`); other
+                engines never call it.
 
         Raises:
             GenerationRefused: NeMo's answer to a bad request or a failed generation.
@@ -247,7 +261,9 @@ class NeMoServer(ThreadingHTTPServer):
         started = time.perf_counter()
         with self.generate_lock:
             try:
-                if cancelled is not None and _is_cancellable(self.engine):
+                if on_token is not None and _is_streaming(self.engine):
+                    generations = self.engine.generate(sentences, params, cancelled, on_token)
+                elif cancelled is not None and _is_cancellable(self.engine):
                     generations = self.engine.generate(sentences, params, cancelled)
                 else:
                     generations = self.engine.generate(sentences, params)
@@ -389,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "status": "ok",
                     "engine": self.server.engine.name,
                     "nemo_version": self.server.nemo_version,
+                    # Whether a generation holds the lock right now (one runs at a time).
+                    "generating": self.server.generate_lock.locked(),
                 },
             )
         else:

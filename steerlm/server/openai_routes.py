@@ -10,12 +10,16 @@ They answer as vLLM's OpenAI server does, on the engine and lock of ``PUT /gener
 - ``choices[i].text`` is the generated text without the stop string the engine stopped
   at (vLLM's default), with ``finish_reason`` ``"stop"`` or ``"length"`` and vLLM's
   ``stop_reason``; ``usage`` counts the request's tokens;
-- ``stream: true`` answers with server-sent events, one per generated token, then one with
-  the finish reason, one with ``usage`` when ``stream_options.include_usage`` is set, and
-  ``data: [DONE]``. The engine generates the whole answer in one call (as ``/generate``
-  does), so the events leave together when it is done: the stream's wire format is
-  exact, its timing is not (a real streaming server is tested in
-  tests/integration_llama_server);
+- ``stream: true`` answers with server-sent events as the engine generates: one per
+  generated token (each sent and flushed at once), then one with the finish reason, one
+  with ``usage`` when ``stream_options.include_usage`` is set, and ``data: [DONE]``. As
+  llama.cpp's server does (``find_partial_stop_string`` in its utils.hpp), text that could still turn into
+  a stop string is held back until it is settled, so a stop string is never sent and the
+  events add up to the non-streamed ``text`` (vLLM holds back a fixed
+  ``len(longest stop) - 1`` characters instead, which cuts events mid-token). Engines that do not
+  stream (:class:`~steerlm.server.engines.StreamingEngine`) send the same events once they
+  are done. A generation that fails mid-stream ends with an error event and ``[DONE]``, as
+  vLLM's does;
 - errors are OpenAI error objects (``{"error": {"message", "type", "code"}}``): 400 for a
   bad request (NeMo's validation messages), 401 without the API key the server was given,
   404 for an unknown model, 500 for a failed generation.
@@ -24,17 +28,20 @@ They answer as vLLM's OpenAI server does, on the engine and lock of ``PUT /gener
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from steerlm.server.app import GenerationRefused
-from steerlm.server.engines import Generation, ending_end_string
+from steerlm.server.engines import Generation, ending_end_string, generated_text
 from steerlm.server.protocol import END_OF_TEXT, GenerateParams
 
 if TYPE_CHECKING:
     from steerlm.server.app import _Handler
+
+log = logging.getLogger("steerlm.server")
 
 _WORD = re.compile(r"\s*\S+|\s+")
 # OpenAI's default for the completions API.
@@ -97,38 +104,52 @@ def completions(handler: _Handler) -> None:
         return
     stops = body.get("stop") or []
     stops = [stops] if isinstance(stops, str) else stops
-    try:
-        params, generations = server.run(_generate_body(body, prompts, stops), handler._client_gone)
-    except GenerationRefused as exc:
-        message = exc.value if isinstance(exc.value, str) else exc.value.get("message", "")
-        status = 500 if exc.status >= 500 else 400
-        _error(handler, status, str(message), "InternalServerError" if status == 500 else None)
-        return
-    if handler._client_gone():
-        handler.close_connection = True
-        return
-    choices = [
-        _choice(index, prompt, generation, params, stops)
-        for index, (prompt, generation) in enumerate(zip(prompts, generations, strict=True))
-    ]
+    request = _generate_body(body, prompts, stops)
     head = {
         "id": f"cmpl-{int(time.time() * 1000)}",
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
     }
-    usage = {
-        "prompt_tokens": sum(len(g.tokens) - g.generated_tokens for g in generations),
-        "completion_tokens": sum(g.generated_tokens for g in generations),
-    }
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    if not stream:
-        answer = {**head, "choices": [choice for choice, _ in choices], "usage": usage}
-        handler._send(200, answer)
+    if stream:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        _stream(handler, request, prompts[0], stops, head, include_usage)
         return
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    _stream(handler, head, choices[0], usage if include_usage else None)
+    try:
+        params, generations = server.run(request, handler._client_gone)
+    except GenerationRefused as exc:
+        _refused(handler, exc)
+        return
+    if handler._client_gone():
+        handler.close_connection = True
+        return
+    choices = [
+        _choice(index, prompt, generation, params, stops)[0]
+        for index, (prompt, generation) in enumerate(zip(prompts, generations, strict=True))
+    ]
+    handler._send(200, {**head, "choices": choices, "usage": _usage(generations)})
+
+
+def _refused(handler: _Handler, exc: GenerationRefused) -> None:
+    """Answer a refused generation with an error object (before any event was sent)."""
+    status, message = _refusal(exc)
+    _error(handler, status, message, "InternalServerError" if status == 500 else None)
+
+
+def _refusal(exc: GenerationRefused) -> tuple[int, str]:
+    message = exc.value if isinstance(exc.value, str) else exc.value.get("message", "")
+    return (500 if exc.status >= 500 else 400), str(message)
+
+
+def _usage(generations: Sequence[Generation]) -> dict[str, int]:
+    prompt = sum(len(g.tokens) - g.generated_tokens for g in generations)
+    completion = sum(g.generated_tokens for g in generations)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _generate_body(
@@ -163,10 +184,7 @@ def _choice(
 ) -> tuple[dict[str, Any], list[str]]:
     """The choice of one prompt, and its text in stream pieces (one per token)."""
     tail = generation.tokens[len(generation.tokens) - generation.generated_tokens :]
-    if generation.sentence.startswith(prompt):
-        generated = generation.sentence[len(prompt) :]
-    else:
-        generated = "".join(tail)
+    generated = generated_text(prompt, generation)
     pieces = tail if "".join(tail) == generated else _WORD.findall(generated)
     stop = ending_end_string(generated, [s for s in stops if s in params.end_strings])
     text = generated.removesuffix(stop) if stop else generated
@@ -202,51 +220,128 @@ def _first_chars(pieces: list[str], length: int) -> list[str]:
     return [piece for piece in kept if piece]
 
 
-def _stream(
-    handler: _Handler,
-    head: dict[str, Any],
-    choice: tuple[dict[str, Any], list[str]],
-    usage: dict[str, int] | None,
-) -> None:
-    final, pieces = choice
-    events = [
-        {**head, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
-        for piece in pieces
-    ]
-    events.append(
-        {
-            **head,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": "",
-                    "logprobs": None,
-                    "finish_reason": final["finish_reason"],
-                    "stop_reason": final["stop_reason"],
-                }
-            ],
-        }
-    )
-    if usage is not None:
-        events.append({**head, "choices": [], "usage": usage})
-    try:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Cache-Control", "no-cache")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
-        for data in [*(json.dumps(event) for event in events), "[DONE]"]:
+class _Events:
+    """The server-sent events of one streamed completion, written as they come.
+
+    The response head goes out with the first event, so a request refused before any
+    text (a bad body, an over-long prompt) is still answered with an HTTP error status.
+    Text from the engine is sent at once, except an end that could still turn into one of
+    ``stops``.
+    """
+
+    def __init__(self, handler: _Handler, head: dict[str, Any], stops: Sequence[Any]) -> None:
+        self.handler = handler
+        self.head = head
+        self.stops = [stop for stop in stops if isinstance(stop, str) and stop]
+        self.generated = ""  # the text the engine has produced
+        self.sent = ""  # the part of it sent
+        self.started = False  # the response head has gone out
+        self.gone = False  # the client left mid-stream
+
+    def on_token(self, index: int, text: str) -> None:
+        """Receive text from the engine (one prompt: ``index`` is 0); send what is settled."""
+        self.generated += text
+        settled = max(len(self.generated) - self._partial_stop(), len(self.sent))
+        self.text(self.generated[len(self.sent) : settled])
+
+    def _partial_stop(self) -> int:
+        """Length of the longest end of the text that is the start of a stop string."""
+        text = self.generated
+        return max(
+            (k for stop in self.stops for k in range(len(stop), 0, -1) if text.endswith(stop[:k])),
+            default=0,
+        )
+
+    def cancelled(self) -> bool:
+        """Whether the client has gone (the engine stops generating)."""
+        return self.gone or self.handler._client_gone()
+
+    def text(self, piece: str) -> None:
+        """Send a piece of the answer."""
+        if piece:
+            self.sent += piece
+            choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}
+            self.send(json.dumps({**self.head, "choices": [choice]}))
+
+    def send(self, data: str) -> None:
+        """Send one event and flush it; a client that left is noted, not raised."""
+        if self.gone:
+            return
+        handler = self.handler
+        try:
+            if not self.started:
+                self.started = True
+                handler.send_response(200)
+                handler.send_header("Content-Type", "text/event-stream")
+                handler.send_header("Cache-Control", "no-cache")
+                handler.send_header("Transfer-Encoding", "chunked")
+                handler.end_headers()
             if handler._client_gone():
-                handler.server.abandoned += 1
-                handler.close_connection = True
+                self.gone = True
                 return
             payload = f"data: {data}\n\n".encode()
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
             handler.wfile.flush()
             time.sleep(handler.server.stream_interval)
-        handler.wfile.write(b"0\r\n\r\n")
-    except (ConnectionError, TimeoutError):
-        handler.server.abandoned += 1  # the client left mid-stream
+        except (ConnectionError, TimeoutError):
+            self.gone = True
+
+    def end(self) -> None:
+        """Send ``[DONE]`` and end the chunked body."""
+        self.send("[DONE]")
+        if not self.gone:
+            try:
+                self.handler.wfile.write(b"0\r\n\r\n")
+            except (ConnectionError, TimeoutError):
+                self.gone = True
+
+
+def _stream(
+    handler: _Handler,
+    request: dict[str, Any],
+    prompt: str,
+    stops: Sequence[Any],
+    head: dict[str, Any],
+    include_usage: bool,
+) -> None:
+    """Generate one prompt, sending its text as server-sent events while it is generated."""
+    events = _Events(handler, head, stops)
+    server = handler.server
+    try:
+        params, generations = server.run(request, events.cancelled, events.on_token)
+    except GenerationRefused as exc:
+        if not events.started:
+            _refused(handler, exc)
+            return
+        status, message = _refusal(exc)  # mid-stream: an error event, as vLLM sends
+        kind = "InternalServerError" if status == 500 else "BadRequestError"
+        error = {"message": message, "type": kind, "param": None, "code": status}
+        events.send(json.dumps({"error": error}))
+        events.end()
+        handler.close_connection = events.gone
+        return
+    if events.cancelled():  # counted as abandoned by server.run
+        handler.close_connection = True
+        return
+    final, pieces = _choice(0, prompt, generations[0], params, stops)
+    text = final["text"]
+    if not events.sent:
+        rest = pieces  # nothing streamed (an engine that does not stream): one per token
+    elif text.startswith(events.sent):
+        rest = [text[len(events.sent) :]]
+    else:  # an engine whose pieces do not add up to its answer: nothing to take back
+        log.warning("the streamed text is not a prefix of the answer; the stream ends here")
+        rest = []
+    for piece in rest:
+        events.text(piece)
+    closing = {"index": 0, "text": "", "logprobs": None}
+    closing |= {"finish_reason": final["finish_reason"], "stop_reason": final["stop_reason"]}
+    events.send(json.dumps({**head, "choices": [closing]}))
+    if include_usage:
+        events.send(json.dumps({**head, "choices": [], "usage": _usage(generations)}))
+    events.end()
+    if events.gone:
+        server.abandoned += 1  # the client left mid-stream
         handler.close_connection = True
 
 
