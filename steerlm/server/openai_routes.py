@@ -13,13 +13,13 @@ They answer as vLLM's OpenAI server does, on the engine and lock of ``PUT /gener
 - ``stream: true`` answers with server-sent events as the engine generates: one per
   generated token (each sent and flushed at once), then one with the finish reason, one
   with ``usage`` when ``stream_options.include_usage`` is set, and ``data: [DONE]``. As
-  llama.cpp's server does (``find_partial_stop_string`` in its utils.hpp), text that could still turn into
-  a stop string is held back until it is settled, so a stop string is never sent and the
-  events add up to the non-streamed ``text`` (vLLM holds back a fixed
-  ``len(longest stop) - 1`` characters instead, which cuts events mid-token). Engines that do not
-  stream (:class:`~steerlm.server.engines.StreamingEngine`) send the same events once they
-  are done. A generation that fails mid-stream ends with an error event and ``[DONE]``, as
-  vLLM's does;
+  llama.cpp's server does (``find_partial_stop_string``, examples/server/utils.hpp), text
+  that could still turn into a stop string is held back until it is settled, so a stop
+  string is never sent and the events add up to the non-streamed ``text`` (vLLM holds
+  back a fixed ``len(longest stop) - 1`` characters, cutting events mid-token). Engines
+  that do not stream (:class:`~steerlm.server.engines.StreamingEngine`) send the same
+  events once they are done. A generation that fails mid-stream ends with an error event
+  and ``[DONE]``, as vLLM's does;
 - errors are OpenAI error objects (``{"error": {"message", "type", "code"}}``): 400 for a
   bad request (NeMo's validation messages), 401 without the API key the server was given,
   404 for an unknown model, 500 for a failed generation.
