@@ -1,4 +1,5 @@
-"""Quickstart: one LangChain call and one LlamaIndex call, each steered per call.
+"""Quickstart: one LangChain call and one LlamaIndex call, each steered per call, then a
+LangChain answer streamed token by token through the server's OpenAI-compatible API.
 
 Run a server first (``make demo`` does all of this for you):
 
@@ -7,6 +8,8 @@ Run a server first (``make demo`` does all of this for you):
 """
 
 from __future__ import annotations
+
+import os
 
 from llama_index.core.llms import ChatMessage
 
@@ -39,6 +42,15 @@ def main() -> None:
     print("  label line:", label_line(response.message.additional_kwargs["attributes"]))
     print("  answer:    ", response.message.content)
     print("  tokens:    ", response.additional_kwargs.get("total_tokens"))
+
+    # The same server's OpenAI-compatible API (/v1) streams tokens as they are generated.
+    root = os.environ.get("STEERLM_BASE_URL", "http://localhost:5555")
+    streaming_llm = LangChainSteerLM(api="openai", base_url=f"{root}/v1", max_tokens=48)
+    print("LangChain, streamed")
+    print("  answer:     ", end="", flush=True)
+    for chunk in streaming_llm.stream(QUESTION, attributes={"creativity": 9}):
+        print(chunk.content, end="", flush=True)
+    print()
 
 
 if __name__ == "__main__":
