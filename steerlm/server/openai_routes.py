@@ -226,7 +226,8 @@ class _Events:
     The response head goes out with the first event, so a request refused before any
     text (a bad body, an over-long prompt) is still answered with an HTTP error status.
     Text from the engine is sent at once, except an end that could still turn into one of
-    ``stops``.
+    ``stops``. Events are written by the generating thread, under the generation lock: a
+    client that stops reading holds the engine up to the socket timeout, then counts as gone.
     """
 
     def __init__(self, handler: _Handler, head: dict[str, Any], stops: Sequence[Any]) -> None:
