@@ -8,7 +8,9 @@ causality, never by timing. Integration tier: the same on the real model, where
 
 from __future__ import annotations
 
+import codecs
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -197,6 +199,20 @@ def test_a_stop_string_is_never_sent(nemo: NeMoServer, engine: ScriptedEngine) -
         stream = list(events(response))
     assert texts(stream) == ["good", " ", "quality ", "and", " ", ""]
     assert stream[-2]["choices"][0]["stop_reason"] == "quality:"  # type: ignore[index]
+
+
+def test_utf8_pieces_decode_as_the_whole_answer() -> None:
+    # The llama.cpp engine decodes each row's bytes incrementally (an incomplete character
+    # waits) and the whole sentence at once: both with "replace", to the same text.
+    rng = random.Random(13)
+    alphabet = [b"a", b" ", "ö".encode(), "🌍".encode(), b"\xf0\x9f", b"\x8c", b"\xff", b"\xc3"]
+    for _ in range(2000):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, 4)))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        text = "".join(decoder.decode(piece) for piece in pieces) + decoder.decode(b"", True)
+        assert text == data.decode(errors="replace"), data
 
 
 # -- faults and clients that leave ------------------------------------------------------------
