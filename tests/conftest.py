@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -88,3 +89,16 @@ def real_server_url(real_server: DevServer) -> Iterator[str]:
     yield real_server.url
     # A dead server shows in the test as "connection refused"; say why it died instead.
     real_server.raise_if_dead()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close the two /dev/null files llama-cpp-python opens at import and never closes.
+
+    Tests that run the llama engine in-process import llama_cpp; without this, the
+    interpreter reports them as unclosed files (ResourceWarning) at exit.
+    """
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
