@@ -130,7 +130,15 @@ class Coalescer:
         key = (id(asyncio.get_running_loop()), key)
         member: _Member[P, R] = _Member(items, asyncio.Event())
         if self._join(key, member):
-            await self._adrain(key, [member], send, isolate)
+            # One turn of the loop, no timer: tasks already scheduled with this one (as by
+            # asyncio.gather) reach the lane and leave in this request instead of the next.
+            try:
+                await asyncio.sleep(0)
+            except BaseException:  # cancelled before sending: the lane goes on without it
+                self._start_next(key, send, isolate)
+                raise
+            joined = self._next_group(key, len(items), idle_if_empty=False)
+            await self._adrain(key, [member, *joined], send, isolate)
         else:
             await member.wake.wait()
         return await send(member.items) if member.alone else _result(member)
@@ -152,13 +160,22 @@ class Coalescer:
             else:
                 _distribute(group, results)
         finally:
-            following = self._next_group(key)
-            if following:
-                task = asyncio.get_running_loop().create_task(
-                    self._adrain(key, following, send, isolate)
-                )
-                self._drains.add(task)
-                task.add_done_callback(self._drains.discard)
+            self._start_next(key, send, isolate)
+
+    def _start_next(
+        self,
+        key: Hashable,
+        send: Callable[[Sequence[P]], Awaitable[list[R]]],
+        isolate: Callable[[BaseException], bool],
+    ) -> None:
+        """Send the lane's next group from a task of its own, or mark the lane idle."""
+        following = self._next_group(key)
+        if following:
+            task = asyncio.get_running_loop().create_task(
+                self._adrain(key, following, send, isolate)
+            )
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
 
     def in_flight(self) -> int:
         """How many lanes have a request in flight (for tests and diagnostics)."""
@@ -176,15 +193,23 @@ class Coalescer:
             member.group = [member]
             return True
 
-    def _next_group(self, key: Hashable) -> list[_Member[Any, Any]]:
-        """Take the next waiters, up to ``max_items`` items, or mark the lane idle."""
+    def _next_group(
+        self, key: Hashable, count: int = 0, idle_if_empty: bool = True
+    ) -> list[_Member[Any, Any]]:
+        """Take the next waiters, up to ``max_items`` items with ``count`` taken already.
+
+        With none waiting, the lane is marked idle (unless ``idle_if_empty`` is False).
+        """
         with self._lock:
             lane = self._lanes[key]
             if not lane.pending:
-                del self._lanes[key]  # idle lanes cost nothing
+                if idle_if_empty:
+                    del self._lanes[key]  # idle lanes cost nothing
+                return []
+            if count + len(lane.pending[0].items) > self.max_items:
                 return []
             group = [lane.pending.popleft()]
-            count = len(group[0].items)
+            count += len(group[0].items)
             while lane.pending and count + len(lane.pending[0].items) <= self.max_items:
                 count += len(lane.pending[0].items)
                 group.append(lane.pending.popleft())

@@ -285,6 +285,29 @@ class _StopRule:
         return any(decoded.endswith(s) for s in self.strings if s)
 
 
+class _RunningText:
+    """The decoded text of a growing row, for end-string checks.
+
+    Plain tokens with an exact echo decode to themselves, so the text grows by each token
+    (decoding the whole row at every step would make a long batch quadratic); other
+    tokenizers decode the whole row, and only when an end string needs the text.
+    """
+
+    def __init__(self, tokenizer: FakeTokenizer, row: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.row = row
+        self.incremental = tokenizer.kind == "plain" and tokenizer.echo_mode == "exact"
+        self.text = "".join(row) if self.incremental else ""
+
+    def after(self, token: str) -> Callable[[], str]:
+        """A function giving the row's text now that ``token`` was appended to it."""
+        if self.incremental:
+            self.text += token
+            text = self.text
+            return lambda: text
+        return lambda: self.tokenizer.decode(self.row)
+
+
 class ScriptedEngine:
     """A deterministic engine whose completions the caller chooses, answering like NeMo.
 
@@ -384,9 +407,10 @@ class ScriptedEngine:
                 # stop the row (NeMo 1.18-1.19 without <|endoftext|> in end_strings).
                 planned += [tokenizer.eos] * (1 if tokenizer.eos in rule.tokens else limit)
             row = list(context)
+            text = _RunningText(tokenizer, row)
             for token in planned[:limit]:
                 row.append(token)
-                if rule.stops(token, lambda: tokenizer.decode(row)):  # noqa: B023 - used at once
+                if rule.stops(token, text.after(token)):
                     break
             rows.append(row)
         counts = [len(row) - len(context) for row, context in zip(rows, contexts, strict=True)]

@@ -161,3 +161,34 @@ async def test_a_cancelled_waiter_does_not_stall_the_lane() -> None:
     assert doomed.cancelled()
     later = await coalescer.arun("lane", ["z"], send, isolate)
     assert later == ["Z"]
+
+
+async def test_tasks_started_together_leave_in_one_request() -> None:
+    # asyncio.gather schedules every task in the same turn of the loop: the first one to
+    # reach the idle lane lets the others join before it sends, without any timer.
+    coalescer = Coalescer()
+    requests: list[list[str]] = []
+
+    async def send(items: Sequence[str]) -> list[str]:
+        requests.append(list(items))
+        await asyncio.sleep(0)
+        return [item.upper() for item in items]
+
+    answers = await asyncio.gather(*(coalescer.arun("lane", [x], send, isolate) for x in "abcd"))
+    assert answers == [["A"], ["B"], ["C"], ["D"]]
+    assert requests == [["a", "b", "c", "d"]]
+
+
+async def test_a_leader_cancelled_before_sending_leaves_the_lane_working() -> None:
+    coalescer = Coalescer()
+
+    async def send(items: Sequence[str]) -> list[str]:
+        return [item.upper() for item in items]
+
+    leader = asyncio.create_task(coalescer.arun("lane", ["a"], send, isolate))
+    await asyncio.sleep(0)  # the leader is now in its one turn of waiting for joiners
+    follower = asyncio.create_task(coalescer.arun("lane", ["b"], send, isolate))
+    leader.cancel()
+    assert await follower == ["B"]
+    assert leader.cancelled()
+    assert coalescer.in_flight() == 0
