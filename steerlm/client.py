@@ -7,7 +7,6 @@ credentials, logging) lives in :mod:`steerlm.http`, which a second transport reu
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -182,13 +181,16 @@ class SteerLMClient:
         return completions
 
     def _lane(self, options: GenerationOptions, stops: Sequence[str]) -> Hashable:
-        """Calls with equal lanes may share a request: same server, same wire options."""
-        wire = build_request_body([], options, stops)
+        """Calls with equal lanes may share a request: same server, same options.
+
+        ``options`` and ``stops`` decide everything in the request but ``sentences``, and
+        how each answer is read back.
+        """
         return (
             self._generate.url,
             self._generate.authorization,
             tuple(sorted(self.http.headers.items())),  # another key is another caller
-            json.dumps(wire, sort_keys=True),
+            options,
             tuple(stops),
             self.timeout,
             self.retry,

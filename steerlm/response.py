@@ -4,6 +4,8 @@ cut every transport shares, for whole answers (:func:`cut_answer`) and for strea
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -404,21 +406,22 @@ def count_tokens(tokens: Any, offsets: Any, prompt: str) -> TokenCount | None:
         return None
     zero = set(_SPECIAL_TOKENS)
     if isinstance(offsets, list) and len(offsets) == len(tokens):
-        for index in range(len(tokens) - 1):
-            if offsets[index + 1] == offsets[index] and tokens[index]:
-                zero.add(tokens[index])
+        zero.update(
+            token
+            for token, offset, following in zip(tokens, offsets, offsets[1:], strict=False)
+            if offset == following and token
+        )
     end = len(tokens)
     while end and tokens[end - 1] in zero:
         end -= 1
     decode = _piece_decoder(tokens)
-    starts, data = [], bytearray()
-    for token in tokens[:end]:
-        starts.append(len(data))
-        data += b"" if token in zero else decode(token)
-    boundary = _prompt_end(bytes(data), prompt)
+    pieces = [b"" if token in zero else decode(token) for token in tokens[:end]]
+    boundary = _prompt_end(b"".join(pieces), prompt)
     if boundary is None:
         return None
-    prompt_tokens = sum(1 for start in starts if start < boundary)
+    # Byte position where each token starts; the prompt's tokens start before its end.
+    starts = list(itertools.accumulate(map(len, pieces), initial=0))[:-1]
+    prompt_tokens = bisect.bisect_left(starts, boundary)
     return TokenCount(prompt_tokens, end - prompt_tokens, end < len(tokens))
 
 
