@@ -178,6 +178,35 @@ def _li_achat(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome
     return [_li_outcome(response.message.content, response.additional_kwargs)]
 
 
+def _lc_astream(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LangChainChat(base_url=url)
+
+    async def collect() -> list[AIMessageChunk]:
+        return [chunk async for chunk in llm.astream(qs[0], **kw)]
+
+    chunks = _run(llm, collect)
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return [_lc_outcome(total)]
+
+
+def _li_astream_chat(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LlamaIndexChat(base_url=url)
+
+    async def collect() -> list[Any]:
+        return [response async for response in await llm.astream_chat([_user(qs[0])], **kw)]
+
+    last = _run(llm, collect)[-1]
+    return [_li_outcome(last.message.content, last.additional_kwargs)]
+
+
+def _li_acomplete(url: str, qs: tuple[str, str], kw: dict[str, Any]) -> list[Outcome]:
+    llm = LlamaIndexChat(base_url=url)
+    response = _run(llm, lambda: llm.acomplete(qs[0], **kw))
+    return [_li_outcome(response.text, response.additional_kwargs)]
+
+
 #: Each path: (base URL, the two questions, call keywords) -> one outcome per prompt sent.
 PATHS: dict[str, Path] = {
     "langchain-invoke": lambda url, qs, kw: [
@@ -189,6 +218,7 @@ PATHS: dict[str, Path] = {
     ],
     "langchain-abatch": _lc_abatch,
     "langchain-stream": lambda url, qs, kw: _lc_stream(LangChainChat(base_url=url), qs[0], kw),
+    "langchain-astream": _lc_astream,
     "llamaindex-chat": lambda url, qs, kw: [
         _li_outcome(r.message.content, r.additional_kwargs)
         for r in [LlamaIndexChat(base_url=url).chat([_user(qs[0])], **kw)]
@@ -198,9 +228,11 @@ PATHS: dict[str, Path] = {
         _li_outcome(r.text, r.additional_kwargs)
         for r in [LlamaIndexChat(base_url=url).complete(qs[0], **kw)]
     ],
+    "llamaindex-acomplete": _li_acomplete,
     "llamaindex-stream_chat": lambda url, qs, kw: _li_stream(
         LlamaIndexChat(base_url=url), qs[0], kw
     ),
+    "llamaindex-astream_chat": _li_astream_chat,
 }
 
 
