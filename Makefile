@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
 
 install: $(VENV)/.installed ## Create .venv and install everything (portable llama.cpp build)
 
-unit: install ## Unit tests only: no model, seconds
+unit: install ## Unit tests only: no model (about 80 s)
 	$(BIN)/pytest -m "not integration"
 
 integration: install ## Integration tests on the real small model
