@@ -87,18 +87,37 @@ class Coalescer:
         """
         member: _Member[P, R] = _Member(items, threading.Event())
         if not self._join(key, member):
-            member.wake.wait()  # bounded: the leader's request has a deadline and retries
+            try:
+                member.wake.wait()  # the leader's request has a deadline and retries
+            except BaseException:  # Ctrl-C, an alarm: leave without stalling the lane
+                self._leave(key, member)
+                raise
             if not member.group:
                 return send(member.items) if member.alone else _result(member)
         # This thread leads a request for its group; when it returns, the next waiter leads.
         try:
             self._lead(member.group, send, isolate)
         finally:
-            group = self._next_group(key)
-            if group:
-                group[0].group = group
-                group[0].wake.set()
+            self._promote(self._next_group(key))
         return send(member.items) if member.alone else _result(member)
+
+    def _leave(self, key: Hashable, member: _Member[Any, Any]) -> None:
+        """Take an interrupted waiter out of its lane, handing on a group it was to lead."""
+        with self._lock:
+            lane = self._lanes.get(key)
+            if lane is not None and member in lane.pending:
+                lane.pending.remove(member)
+                return
+            group, member.group = member.group, []
+        if group:  # promoted to lead this group, and never sent it
+            self._promote(group[1:] or self._next_group(key))
+
+    @staticmethod
+    def _promote(group: list[_Member[Any, Any]]) -> None:
+        """Wake the first member of ``group`` to send the group's request."""
+        if group:
+            group[0].group = group
+            group[0].wake.set()
 
     def _lead(
         self,
@@ -124,8 +143,9 @@ class Coalescer:
     ) -> list[R]:
         """Async :meth:`run`: merges calls within the running event loop.
 
-        Waiting groups are sent by a task of their own, so a caller that is cancelled while
-        it waits costs the others nothing.
+        Every request is sent by a task of its own, so a caller that is cancelled (also
+        the one whose call started the request) only stops waiting: the others still get
+        their answers from the same request.
         """
         key = (id(asyncio.get_running_loop()), key)
         member: _Member[P, R] = _Member(items, asyncio.Event())
@@ -138,9 +158,8 @@ class Coalescer:
                 self._start_next(key, send, isolate)
                 raise
             joined = self._next_group(key, len(items), idle_if_empty=False)
-            await self._adrain(key, [member, *joined], send, isolate)
-        else:
-            await member.wake.wait()
+            self._spawn(key, [member, *joined], send, isolate)
+        await member.wake.wait()
         return await send(member.items) if member.alone else _result(member)
 
     async def _adrain(
@@ -156,7 +175,7 @@ class Coalescer:
             except BaseException as exc:
                 _fail(group, exc, isolate)
                 if not isinstance(exc, Exception):
-                    raise  # the leader's task was cancelled: the others go alone
+                    raise  # the drain itself was cancelled (loop shutdown): each goes alone
             else:
                 _distribute(group, results)
         finally:
@@ -171,11 +190,18 @@ class Coalescer:
         """Send the lane's next group from a task of its own, or mark the lane idle."""
         following = self._next_group(key)
         if following:
-            task = asyncio.get_running_loop().create_task(
-                self._adrain(key, following, send, isolate)
-            )
-            self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
+            self._spawn(key, following, send, isolate)
+
+    def _spawn(
+        self,
+        key: Hashable,
+        group: list[_Member[P, R]],
+        send: Callable[[Sequence[P]], Awaitable[list[R]]],
+        isolate: Callable[[BaseException], bool],
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._adrain(key, group, send, isolate))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     def in_flight(self) -> int:
         """How many lanes have a request in flight (for tests and diagnostics)."""
@@ -213,6 +239,7 @@ class Coalescer:
             while lane.pending and count + len(lane.pending[0].items) <= self.max_items:
                 count += len(lane.pending[0].items)
                 group.append(lane.pending.popleft())
+            group[0].group = group  # under the lock: an interrupted waiter can tell (_leave)
             return group
 
 

@@ -192,3 +192,60 @@ async def test_a_leader_cancelled_before_sending_leaves_the_lane_working() -> No
     assert await follower == ["B"]
     assert leader.cancelled()
     assert coalescer.in_flight() == 0
+
+
+class Interrupted(Exception):
+    """What a signal handler raises into a waiting call (as Ctrl-C or an alarm would)."""
+
+
+def test_a_waiter_interrupted_while_waiting_does_not_stall_the_lane() -> None:
+    import signal
+
+    coalescer = Coalescer()
+    gate = Gate()
+    leader = threading.Thread(target=lambda: coalescer.run("lane", ["a"], gate, isolate))
+    leader.start()
+    assert gate.entered.wait(10)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            coalescer.run("lane", ["b"], gate, isolate)  # waits behind "a", then interrupted
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    gate.release.set()
+    leader.join(10)
+    later: list[object] = []
+    caller = threading.Thread(
+        target=lambda: later.append(coalescer.run("lane", ["c"], gate, isolate))
+    )
+    caller.start()
+    caller.join(10)
+    assert later == [["C"]]
+    assert gate.requests == [["a"], ["c"]]  # the interrupted "b" was never sent
+    assert coalescer.in_flight() == 0
+
+
+async def test_cancelling_the_caller_that_started_a_request_costs_the_others_nothing() -> None:
+    coalescer = Coalescer()
+    requests: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def send(items: Sequence[str]) -> list[str]:
+        requests.append(list(items))
+        await release.wait()
+        return [item.upper() for item in items]
+
+    tasks = [asyncio.create_task(coalescer.arun("lane", [x], send, isolate)) for x in "abcde"]
+    while not requests:
+        await asyncio.sleep(0)
+    tasks[0].cancel()  # e.g. asyncio.wait_for gave up on the first caller
+    release.set()
+    assert await asyncio.gather(*tasks[1:]) == [["B"], ["C"], ["D"], ["E"]]
+    assert tasks[0].cancelled()
+    assert requests == [["a", "b", "c", "d", "e"]]  # one request, not one per caller
