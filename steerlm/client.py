@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +62,12 @@ def resolve_base_url(base_url: str | None) -> str:
     """
     url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
     shown = redact_url(url)
+    after_host = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[1:]
+    if after_host and "@" in after_host[0]:
+        raise SteerLMInputError(
+            "base_url has an '@' after its host: a password holding '/', '?', '#' or '@' "
+            "must be percent-encoded (%2F, %3F, %23, %40), e.g. http://user:p%2Fss@host:5555."
+        )
     if not url.startswith(("http://", "https://")):
         raise SteerLMInputError(
             f"base_url must start with http:// or https://, got {shown!r}, "
@@ -184,9 +191,11 @@ class SteerLMClient:
         """Calls with equal lanes may share a request: same server, same options.
 
         ``options`` and ``stops`` decide everything in the request but ``sentences``, and
-        how each answer is read back.
+        how each answer is read back. A call with a ``random_seed`` has a lane of its own:
+        merged with others, its sample would depend on who shared its request.
         """
         return (
+            object() if options.random_seed is not None else None,
             self._generate.url,
             self._generate.authorization,
             tuple(sorted(self.http.headers.items())),  # another key is another caller
@@ -235,7 +244,8 @@ def _caused_by_one_prompt(error: BaseException) -> bool:
     if isinstance(error, SteerLMRedirectError):
         return False
     if isinstance(error, SteerLMServerError):
-        return error.status in (200, 400, 413, 422)
+        # A 5xx that names the context is a prompt too long, not a server fault.
+        return error.status in (200, 400, 413, 422) or (error.status >= 500 and not error.retryable)
     return isinstance(error, SteerLMResponseError)
 
 

@@ -16,8 +16,17 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 # A server error whose text states a failure that the same request would meet again:
 # the prompt does not fit the model (NeMo and the dev server name the token counts).
+# How servers say that a prompt does not fit: NeMo's style (the dev server), vLLM's
+# "maximum context length", llama.cpp's "exceeds the available context size", TensorRT-LLM's
+# "exceeds the max sequence length". Anchored to the prompt or context, so that a gateway's
+# "context deadline exceeded" or an overload's "queue length exceeded" stay retryable.
 _DETERMINISTIC = re.compile(
-    r"context|too long|exceed|max(imum)?[ _]*(sequence|seq|position|length)|sequence length",
+    r"prompt (?:\d+ )?is (?:\d+ tokens )?too long"
+    r"|maximum context length"
+    r"|(?:context|sequence) (?:length|size|window)"
+    r"|exceeds? the (?:available |model's )?(?:context|max(?:imum)? (?:sequence|seq) length)"
+    r"|leaves no room to generate"
+    r"|fills the context",
     re.IGNORECASE,
 )
 

@@ -79,7 +79,9 @@ _READ_CHUNK = 64 * 1024
 #: calls share requests, so far fewer are needed, but ``coalesce=False`` apps need them.
 POOL_SIZE = 128
 _INFLATE_STEP = 256 * 1024
-_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+# Up to the last "@": a password with an unencoded "/" or "#" is redacted too (over-redacting
+# a path that holds "@" is the safe mistake).
+_USERINFO = re.compile(r"(?<=://)[^@\s]*@")
 
 
 # -- credentials ---------------------------------------------------------------------------

@@ -465,6 +465,9 @@ def _instructions(
     return tools, SYSTEM_JOINER.join(parts)
 
 
+_SECRET_FIELDS = {("api_key",), ("default_headers",), ("base_url",)}
+
+
 def _input_error(class_name: str, exc: ValidationError) -> SteerLMInputError:
     """The SteerLMInputError behind a ValidationError, or one that lists its problems."""
     problems = []
@@ -473,5 +476,7 @@ def _input_error(class_name: str, exc: ValidationError) -> SteerLMInputError:
         if isinstance(cause, SteerLMInputError):
             return cause
         where = ".".join(str(part) for part in error["loc"])
-        problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        # Never echo what may be a secret: the key, headers, or a URL with a password.
+        shown = "" if error["loc"][:1] in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+        problems.append(f"{where}: {error['msg']}{shown}")
     return SteerLMInputError(f"Invalid {class_name} settings: " + "; ".join(problems) + ".")

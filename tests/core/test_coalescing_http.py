@@ -174,3 +174,13 @@ def test_the_pool_keeps_a_connection_per_concurrent_caller() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_seeded_calls_are_never_merged(nemo: NeMoServer, slow_engine: ScriptedEngine) -> None:
+    # Merged with others, a seeded sample would depend on who shared its request.
+    llm = SteerLMChat(base_url=nemo.base_url, temperature=0.7, random_seed=7)
+    questions = [f"question {i}" for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda q: llm.invoke(q).content, questions))
+    assert answers == [f"answer to {q}" for q in questions]
+    assert [len(body["sentences"]) for body in nemo.received] == [1] * 12

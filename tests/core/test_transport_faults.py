@@ -597,3 +597,43 @@ def test_a_server_that_never_answered_is_named_as_such(dead_url: str) -> None:
         call(llm, "sync")
     assert not caught.value.answered_before
     assert "Is it running?" in str(caught.value)
+
+
+# -- what must be retried, and what must not be shown --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "upstream request timeout: context deadline exceeded",
+        "Request exceeded the maximum queue length",
+    ],
+)
+def test_gateway_errors_that_mention_a_context_are_still_retried(
+    nemo: NeMoServer, body: str
+) -> None:
+    nemo.faults.append(Fault(status=503, body=body, content_type="text/plain"))
+    llm = SteerLMSettings(base_url=nemo.base_url, max_retries=1)
+    assert call(llm, "sync")
+    assert len(nemo.received) == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://alice:pa/ss@host:5555", "http://alice:12345/abc@host:5555", "http://u:p?q@host:1"],
+)
+def test_a_password_with_unencoded_delimiters_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(SteerLMInputError) as caught:
+        SteerLMSettings(base_url=url)
+    message = str(caught.value)
+    assert "percent-encoded" in message
+    for secret in ("pa/ss", "12345/abc", "p?q"):
+        assert secret not in message
+
+
+def test_settings_errors_never_echo_a_key_or_headers() -> None:
+    for fields in ({"api_key": 1234567890}, {"default_headers": {"Authorization": ["sk-9"]}}):
+        with pytest.raises(SteerLMInputError) as caught:
+            SteerLMSettings(base_url="http://127.0.0.1:1", **fields)
+        assert "1234567890" not in str(caught.value)
+        assert "sk-9" not in str(caught.value)
