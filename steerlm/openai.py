@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from steerlm.client import BASE_URL_ENV, resolve_base_url
@@ -54,7 +55,20 @@ MAX_CONCURRENT_REQUESTS = 16
 # Statuses with which a server refuses a prompt list (validation, or an assertion failing
 # inside it, as llama-cpp-python's server does); the batch is then sent prompt by prompt.
 _LIST_REFUSED = frozenset({400, 422, 500})
-_NO_RETRY = RetryPolicy(max_retries=0)
+
+
+@dataclass(frozen=True)
+class _ProbeRetry(RetryPolicy):
+    """The client's retry policy, except for the answers of a server that takes no lists.
+
+    Retrying those would only repeat the refusal; a 503 or a reset is retried as usual.
+    """
+
+    def should_retry(self, attempt: int, error: SteerLMError) -> bool:
+        if isinstance(error, SteerLMServerError) and error.status in _LIST_REFUSED:
+            return False
+        return super().should_retry(attempt, error)
+
 
 __all__ = [
     "DEFAULT_OPENAI_BASE_URL",
@@ -336,17 +350,21 @@ class OpenAIClient:
         """
         _check_prompts(prompts)
         model = self.served_model()
+        refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
             try:
                 return self._complete(model, prompts, options, stops, probe=True)
             except _ListRefused:
-                self.prompt_lists = False
+                refused = True
         if len(prompts) == 1:
             return self._complete(model, prompts, options, stops)
         workers = min(len(prompts), MAX_CONCURRENT_REQUESTS)
         with ThreadPoolExecutor(workers, thread_name_prefix="steerlm-batch") as pool:
             parts = pool.map(lambda p: self._complete(model, [p], options, stops), prompts)
-            return [completion for part in parts for completion in part]
+            completions = [completion for part in parts for completion in part]
+        if refused:  # the list failed where single prompts work: the server takes no lists
+            self.prompt_lists = False
+        return completions
 
     async def agenerate(
         self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
@@ -354,11 +372,12 @@ class OpenAIClient:
         """Async :meth:`generate`; it never blocks the event loop."""
         _check_prompts(prompts)
         model = await self.aserved_model()
+        refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
             try:
                 return await self._acomplete(model, prompts, options, stops, probe=True)
             except _ListRefused:
-                self.prompt_lists = False
+                refused = True
         if len(prompts) == 1:
             return await self._acomplete(model, prompts, options, stops)
         limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
@@ -368,6 +387,8 @@ class OpenAIClient:
                 return await self._acomplete(model, [prompt], options, stops)
 
         parts = await asyncio.gather(*(one(prompt) for prompt in prompts))
+        if refused:
+            self.prompt_lists = False
         return [completion for part in parts for completion in part]
 
     def _complete(
@@ -405,9 +426,11 @@ class OpenAIClient:
         return self._parsed(answer, prompts, options, stops, probe)
 
     def _retry(self, probe: bool) -> RetryPolicy | None:
-        # The first prompt list: no retries, since a server that cannot take lists fails
-        # the same way each time (the batch then goes out prompt by prompt, with retries).
-        return _NO_RETRY if probe and self.prompt_lists is None else None
+        # The first prompt list: a server that cannot take lists fails the same way each
+        # time, so that refusal is not retried (the batch then goes out prompt by prompt).
+        if probe and self.prompt_lists is None:
+            return _ProbeRetry(**dataclasses.asdict(self.retry))
+        return None
 
     def _parsed(
         self,

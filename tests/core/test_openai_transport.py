@@ -320,3 +320,28 @@ def test_openai_defaults_to_vllms_address(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("STEERLM_BASE_URL", raising=False)
     assert SteerLMSettings(api="openai").base_url == "http://localhost:8000/v1"
     assert SteerLMSettings().base_url == "http://localhost:5555"
+
+
+def test_a_transient_failure_of_the_first_list_is_retried_not_taken_for_a_refusal(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    nemo.faults.append(Fault(503, '{"error": {"message": "overloaded", "code": 503}}'))
+    engine.script("A.", "B.")
+    llm = settings(nemo)
+    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")]], {})
+    assert [c.text for c in llm.send(plan)] == ["A.", "B."]
+    assert [isinstance(b["prompt"], list) for b in nemo.received] == [True, True]
+    assert llm.client.prompt_lists is True  # type: ignore[union-attr]
+
+
+def test_lists_are_given_up_only_when_single_prompts_work(
+    nemo: NeMoServer, engine: ScriptedEngine
+) -> None:
+    # The list fails, and so does each single prompt: nothing is learnt from that.
+    for _ in range(3):
+        nemo.faults.append(Fault(500, '{"detail": "Internal Server Error"}'))
+    llm = settings(nemo, max_retries=0)
+    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")]], {})
+    with pytest.raises(SteerLMServerError):
+        llm.send(plan)
+    assert llm.client.prompt_lists is None  # type: ignore[union-attr]
