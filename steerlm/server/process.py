@@ -8,6 +8,7 @@ or signal by name, that output, and, for an illegal instruction, the likely caus
 from __future__ import annotations
 
 import collections
+import contextlib
 import signal
 import socket
 import subprocess
@@ -115,14 +116,17 @@ class DevServer:
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if (failure := self.failure()) is not None:
-                raise DevServerError(failure)
-            try:
-                if requests.get(f"{self.url}{self.health_path}", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if (failure := self.failure()) is not None:
+                    raise DevServerError(failure)
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{self.url}{self.health_path}", timeout=1).ok:
+                        return self
+                time.sleep(0.05)  # not up yet, or loading (503): ask again shortly
+        except BaseException:  # Ctrl-C while waiting: do not leave the child running
+            self.stop()
+            raise
         self.stop()
         raise DevServerError(
             f"{self.name} did not answer {self.url}{self.health_path} within {ready_timeout} s."
