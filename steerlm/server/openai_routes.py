@@ -104,6 +104,9 @@ def completions(handler: _Handler) -> None:
         return
     stops = body.get("stop") or []
     stops = [stops] if isinstance(stops, str) else stops
+    if not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+        _error(handler, 400, "stop must be a string or a list of strings.")
+        return
     request = _generate_body(body, prompts, stops)
     head = {
         "id": f"cmpl-{int(time.time() * 1000)}",

@@ -345,3 +345,12 @@ def test_lists_are_given_up_only_when_single_prompts_work(
     with pytest.raises(SteerLMServerError):
         llm.send(plan)
     assert llm.client.prompt_lists is None  # type: ignore[union-attr]
+
+
+def test_a_stop_that_is_not_strings_is_a_400_error_object(nemo: NeMoServer) -> None:
+    client = OpenAIClient(v1(nemo), max_retries=2)
+    with pytest.raises(SteerLMServerError) as caught:
+        client.http.request("POST", client._completions, {"prompt": "x", "stop": 5}, client._decode)
+    assert caught.value.status == 400
+    assert "stop must be a string or a list of strings" in caught.value.body
+    assert len(nemo.received) == 1  # a 400 is not retried
