@@ -35,6 +35,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -679,7 +680,7 @@ class HttpSession:
         body: bytes,
         on_error: Callable[[HttpResponse], object],
     ) -> AsyncHttpStream:
-        client = await self._async_client()
+        client = await self._async_client(endpoint)
         request = client.build_request(
             method,
             endpoint.url,
@@ -689,7 +690,10 @@ class HttpSession:
         )
         response: httpx.Response | None = None
         try:
-            response = await asyncio.wait_for(client.send(request, stream=True), self.timeout)
+            response = await asyncio.wait_for(
+                client.send(request, stream=True, auth=self._environment(endpoint).get("auth")),
+                self.timeout,
+            )
             headers = {k.lower(): v for k, v in response.headers.items()}
             if response.status_code == 200:
                 _check_stream_head(endpoint, headers)
@@ -879,13 +883,14 @@ class HttpSession:
     async def _aattempt_inner(
         self, method: str, endpoint: Endpoint, body: bytes | None
     ) -> HttpResponse:
-        client = await self._async_client()
+        client = await self._async_client(endpoint)
         async with client.stream(
             method,
             endpoint.url,
             content=body,
             headers=self._headers(endpoint, body),
             timeout=self.timeout,
+            auth=self._environment(endpoint).get("auth"),
         ) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
             _check_head(endpoint, response.status_code, headers, self.max_response_bytes)
@@ -896,7 +901,7 @@ class HttpSession:
                 reader.feed(chunk)
             return HttpResponse(response.status_code, headers, reader.finish())
 
-    async def _async_client(self) -> httpx.AsyncClient:
+    async def _async_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         # An httpx client is bound to the loop it first ran on: one per loop. A paused
         # async generator closes it in the loop's shutdown_asyncgens() (asyncio.run and
         # every Runner call it), before the loop closes and its sockets would leak.
@@ -908,6 +913,9 @@ class HttpSession:
             client = httpx.AsyncClient(
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=POOL_SIZE),
+                # The CA bundle requests reads (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), so that
+                # sync and async calls trust the same servers.
+                verify=_ssl_verify(self._environment(endpoint)["verify"]),
             )
             closer = _close_at_loop_shutdown(client, self._async_clients, loop)
             await closer.__anext__()
@@ -1053,6 +1061,13 @@ class SSEDecoder:
     def finish(self) -> list[str]:
         """The data of an event the stream ended without closing."""
         return self.feed(b"\n\n")
+
+
+def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify`` for requests' (a CA bundle path becomes an SSL context)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def _origin(url: str) -> str:

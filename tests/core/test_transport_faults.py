@@ -637,3 +637,31 @@ def test_settings_errors_never_echo_a_key_or_headers() -> None:
             SteerLMSettings(base_url="http://127.0.0.1:1", **fields)
         assert "1234567890" not in str(caught.value)
         assert "sk-9" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_requests_ca_bundle_is_trusted_by_sync_and_async_calls(
+    certificate: tuple[str, str], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # requests' variable only
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    server = RawServer(tls=context)
+    try:
+        assert call(SteerLMSettings(base_url=server.base_url, max_retries=0), mode) == ANSWER
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_netrc_credentials_are_sent_by_sync_and_async_calls(
+    raw: RawServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cr3t-t0ken\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert call(SteerLMSettings(base_url=raw.base_url, max_retries=0), mode) == ANSWER
+    assert raw.requests[0].headers["authorization"] == BASIC_AUTH
