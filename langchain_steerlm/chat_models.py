@@ -413,7 +413,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         # NeMo's /generate does not stream: the whole answer is one honest chunk. With
         # tools, whether the text is a call is known only from the whole answer, so it is
         # one chunk too (its tool_call_chunks make the same message as invoke).
-        return self.streams_tokens and not plan.tools and _PREFETCHED.get() is None
+        return self.streams(plan) and _PREFETCHED.get() is None
 
     def _stream_chunk(self, piece: StreamChunk, plan: CallPlan) -> ChatGenerationChunk:
         if piece.completion is None:

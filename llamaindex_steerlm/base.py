@@ -225,7 +225,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
         return self._astream_responses(plan)
 
     def _stream_responses(self, plan: CallPlan) -> ChatResponseGen:
-        if not self.streams_tokens or plan.tools:
+        if not self.streams(plan):
             yield self._chat_response(self.send(plan)[0], plan)
             return
         shown = ""
@@ -234,7 +234,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             shown += piece.text
 
     async def _astream_responses(self, plan: CallPlan) -> ChatResponseAsyncGen:
-        if not self.streams_tokens or plan.tools:
+        if not self.streams(plan):
             yield self._chat_response((await self.asend(plan))[0], plan)
             return
         shown = ""

@@ -28,7 +28,12 @@ from steerlm.http import (
     redact_url,
     transport_session,
 )
-from steerlm.options import MAX_SENTENCES_PER_REQUEST, GenerationOptions, build_request_body
+from steerlm.options import (
+    MAX_SENTENCES_PER_REQUEST,
+    GenerationOptions,
+    build_request_body,
+    check_prompts,
+)
 from steerlm.response import decode_body, parse_generation
 from steerlm.types import Completion
 
@@ -250,7 +255,6 @@ def _caused_by_one_prompt(error: BaseException) -> bool:
 
 
 def _chunks(prompts: Sequence[str]) -> list[Sequence[str]]:
-    if not prompts:
-        raise SteerLMInputError("No prompts to generate: pass at least one.")
+    check_prompts(prompts)
     step = MAX_SENTENCES_PER_REQUEST
     return [prompts[i : i + step] for i in range(0, len(prompts), step)]

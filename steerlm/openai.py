@@ -43,7 +43,7 @@ from steerlm.http import (
     SSEDecoder,
     transport_session,
 )
-from steerlm.options import GenerationOptions
+from steerlm.options import GenerationOptions, check_prompts
 from steerlm.response import StreamCut, cut_answer, load_json
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
@@ -348,7 +348,7 @@ class OpenAIClient:
             SteerLMError: As :meth:`steerlm.client.SteerLMClient.generate`; an error object
                 maps onto :class:`~steerlm.errors.SteerLMServerError`.
         """
-        _check_prompts(prompts)
+        check_prompts(prompts)
         model = self.served_model()
         refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
@@ -370,7 +370,7 @@ class OpenAIClient:
         self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
     ) -> list[Completion]:
         """Async :meth:`generate`; it never blocks the event loop."""
-        _check_prompts(prompts)
+        check_prompts(prompts)
         model = await self.aserved_model()
         refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
@@ -525,11 +525,6 @@ class OpenAIClient:
 
 class _ListRefused(SteerLMError):
     """The server refused a prompt list (internal: the batch goes prompt by prompt)."""
-
-
-def _check_prompts(prompts: Sequence[str]) -> None:
-    if not prompts:
-        raise SteerLMInputError("No prompts to generate: pass at least one.")
 
 
 def _events(decoder: SSEDecoder, chunks: Iterator[bytes]) -> Iterator[str]:

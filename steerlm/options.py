@@ -162,3 +162,9 @@ def build_request_body(
     if options.random_seed is not None:
         body["random_seed"] = options.random_seed
     return body
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    """Raise :class:`~steerlm.errors.SteerLMInputError` before any I/O when there are none."""
+    if not prompts:
+        raise SteerLMInputError("No prompts to generate: pass at least one.")

@@ -418,6 +418,14 @@ class SteerLMSettings(BaseModel):
         """Whether :meth:`send_stream` delivers tokens as they are generated (api='openai')."""
         return isinstance(self._client, OpenAIClient)
 
+    def streams(self, plan: CallPlan) -> bool:
+        """Whether a stream of ``plan`` yields tokens, or the whole answer as one piece.
+
+        Tokens need api='openai'. With tools, whether the text is a call is known only
+        from the whole answer, so the answer is one piece.
+        """
+        return self.streams_tokens and not plan.tools
+
     def send_stream(self, plan: CallPlan) -> Iterator[StreamChunk]:
         """Stream the answer to the plan's one prompt.
 
