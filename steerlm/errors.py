@@ -72,8 +72,9 @@ class SteerLMConnectionError(SteerLMError, ConnectionError):
         else:
             message = (
                 f"Could not reach the SteerLM server at {url}: {reason}. Is it running? Start "
-                "NeMo's megatron_gpt_eval.py with server=True, or the local dev server with "
-                "`steerlm-server`, and point base_url (or STEERLM_BASE_URL) at it."
+                "it (NeMo's megatron_gpt_eval.py with server=True; for api='openai' an "
+                "OpenAI-compatible server such as vLLM; or the local dev server "
+                "`steerlm-server`) and point base_url (or STEERLM_BASE_URL) at it."
             )
         super().__init__(message)
 
@@ -85,9 +86,9 @@ class SteerLMTimeoutError(SteerLMConnectionError, TimeoutError):
         self.timeout = timeout
         SteerLMError.__init__(
             self,
-            f"The SteerLM server at {url} did not answer within {timeout:g} s. It serves one "
-            "request at a time, so a long generation or a queue delays it: raise `timeout`, "
-            "or lower `max_tokens`.",
+            f"The SteerLM server at {url} did not answer within {timeout:g} s. A long "
+            "generation or a queue delays it (NeMo serves one request at a time): raise "
+            "`timeout`, or lower `max_tokens`.",
         )
         self.url = url
         self.reason = "timeout"
@@ -171,9 +172,10 @@ class SteerLMResponseError(SteerLMError):
         self.problem = problem
         self.body = body
         super().__init__(
-            f"The server at {url} sent an answer that is not a NeMo /generate result: "
-            f"{problem}. It sent: {excerpt(body)}. Is base_url pointing at a NeMo "
-            "text-generation server?"
+            f"The server at {url} sent an answer that is not a generation result: "
+            f"{problem}. It sent: {excerpt(body)}. Is base_url pointing at the server's "
+            "root (NeMo's text-generation server), or with api='openai' at its API root "
+            "(e.g. http://host:8000/v1)?"
         )
 
 
