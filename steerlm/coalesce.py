@@ -49,7 +49,8 @@ class _Member(Generic[P, R]):
 
 @dataclass(eq=False)
 class _Lane(Generic[P, R]):
-    busy: bool = False
+    """A lane with a request in flight (an idle lane has no entry at all)."""
+
     pending: deque[_Member[P, R]] = field(default_factory=deque)
 
 
@@ -206,16 +207,16 @@ class Coalescer:
     def in_flight(self) -> int:
         """How many lanes have a request in flight (for tests and diagnostics)."""
         with self._lock:
-            return sum(lane.busy for lane in self._lanes.values())
+            return len(self._lanes)
 
     def _join(self, key: Hashable, member: _Member[Any, Any]) -> bool:
         """Enter the lane: True when the member leads a request now, False when it waits."""
         with self._lock:
-            lane = self._lanes.setdefault(key, _Lane())
-            if lane.busy:
+            lane = self._lanes.get(key)
+            if lane is not None:
                 lane.pending.append(member)
                 return False
-            lane.busy = True
+            self._lanes[key] = _Lane()
             member.group = [member]
             return True
 
