@@ -52,7 +52,7 @@ def main() -> None:
     with dev_server("--engine", "scripted", "--log-level", "WARNING") as server:
         langchain = LangChainSteerLM(base_url=server.url)
         llamaindex = LlamaIndexSteerLM(base_url=server.url)
-        plan = langchain.plan_call([[Turn("user", QUESTION)]], {})
+        plan = langchain.pipeline.plan([[Turn("user", QUESTION)]], {})
         body = build_request_body(plan.prompts, plan.options, plan.stops)
         session = requests.Session()
         fake_langchain = FakeListChatModel(responses=["This is a scripted answer."])

@@ -41,16 +41,11 @@ from pydantic import BaseModel, Field
 from pydantic.v1 import BaseModel as BaseModelV1
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
-from steerlm.options import MAX_SENTENCES_PER_REQUEST, normalize_stop
-from steerlm.tools import (
-    ToolSpec,
-    extract_json,
-    format_tool_calls,
-    format_tool_result,
-    normalize_tool_choice,
-    schema_problem,
-)
-from steerlm.types import Role, StreamChunk
+from steerlm.options import normalize_stop
+from steerlm.tools import ToolSpec, extract_json, normalize_tool_choice, schema_problem
+from steerlm.turns import Message, MessageRole, ToolCallRecord
+from steerlm.turns import to_turns as neutral_turns
+from steerlm.types import StreamChunk
 
 # Completions fetched in one request by batch()/abatch(), keyed by prompt, for the
 # per-input runs that LangChain then starts (so callbacks and tracing stay per input).
@@ -64,7 +59,7 @@ _FRAMEWORK_KWARGS = frozenset({"stream", "ls_structured_output_format", "structu
 # Content blocks that duplicate AIMessage.tool_calls (Anthropic-style and v1 blocks).
 _CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call"})
 
-_ROLES: dict[str, Role] = {
+_ROLES: dict[str, MessageRole] = {
     "system": "system",
     "user": "user",
     "human": "user",
@@ -276,10 +271,10 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
-            "base_url": self.client.base_url,
+            "base_url": self.transport.base_url,
             "preset": self.resolved_preset.name,
             "attributes": self.merged_attributes(),
-            **self.generation_options().__dict__,
+            **self.generation_options().model_dump(),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -308,12 +303,12 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         self, conversations: Sequence[Sequence[BaseMessage]], stop: list[str] | None, kwargs: Any
     ) -> CallPlan:
         kwargs = {k: v for k, v in kwargs.items() if k not in _FRAMEWORK_KWARGS}
-        return self.plan_call(
+        return self.pipeline.plan(
             [to_turns(messages) for messages in conversations], {**kwargs, "stop": stop}
         )
 
     def _chat_result(self, completion: Completion, plan: CallPlan) -> ChatResult:
-        answer = self.parse_answer(plan, completion)
+        answer = self.pipeline.parse(plan, completion)
         message = AIMessage(
             content=answer.content,
             tool_calls=[
@@ -330,7 +325,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
 
     def _response_metadata(self, completion: Completion, plan: CallPlan) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "model_name": self.served_model_name(plan, completion),
+            "model_name": self.pipeline.served_model_name(plan, completion),
             "finish_reason": completion.finish_reason,
             "stop_string": completion.stop_string,
             "attributes": dict(plan.attributes),
@@ -349,7 +344,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         **kwargs: Any,
     ) -> ChatResult:
         plan = self._plan([messages], stop, kwargs)
-        completion = _take_prefetched(plan) or self.send(plan)[0]
+        completion = _take_prefetched(plan) or self.pipeline.send(plan)[0]
         return self._chat_result(completion, plan)
 
     async def _agenerate(
@@ -360,7 +355,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         **kwargs: Any,
     ) -> ChatResult:
         plan = self._plan([messages], stop, kwargs)
-        completion = _take_prefetched(plan) or (await self.asend(plan))[0]
+        completion = _take_prefetched(plan) or (await self.pipeline.asend(plan))[0]
         return self._chat_result(completion, plan)
 
     def _stream(
@@ -371,14 +366,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         plan = self._plan([messages], stop, kwargs)
-        if not self._streams(plan):
-            completion = _take_prefetched(plan) or self.send(plan)[0]
-            chunk = self._single_chunk(self._chat_result(completion, plan))
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-            return
-        for piece in self.send_stream(plan):
+        for piece in self.pipeline.stream(plan, _take_prefetched(plan)):
             chunk = self._stream_chunk(piece, plan)
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -392,14 +380,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         plan = self._plan([messages], stop, kwargs)
-        if not self._streams(plan):
-            completion = _take_prefetched(plan) or (await self.asend(plan))[0]
-            chunk = self._single_chunk(self._chat_result(completion, plan))
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-            return
-        pieces = self.asend_stream(plan)
+        pieces = self.pipeline.astream(plan, _take_prefetched(plan))
         try:
             async for piece in pieces:
                 chunk = self._stream_chunk(piece, plan)
@@ -409,16 +390,11 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         finally:
             await pieces.aclose()  # leaving early closes the connection now
 
-    def _streams(self, plan: CallPlan) -> bool:
-        # NeMo's /generate does not stream: the whole answer is one honest chunk. With
-        # tools, whether the text is a call is known only from the whole answer, so it is
-        # one chunk too (its tool_call_chunks make the same message as invoke).
-        return self.streams(plan) and _PREFETCHED.get() is None
-
     def _stream_chunk(self, piece: StreamChunk, plan: CallPlan) -> ChatGenerationChunk:
         if piece.completion is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=piece.text))
-        # The last chunk: the rest of the text, usage and metadata (no tools here).
+        # The last chunk: the rest of the text, tool calls, usage and metadata. LangChain
+        # merges chunks, so the stream adds up to the message of invoke.
         return self._single_chunk(self._chat_result(piece.completion, plan), piece.text)
 
     @staticmethod
@@ -541,10 +517,10 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         if plan is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
-            for _ in range(0, len(plan.prompts), MAX_SENTENCES_PER_REQUEST):
+            for _ in range(self._requests(plan)):
                 if self.rate_limiter:
                     self.rate_limiter.acquire(blocking=True)
-            outcomes: Sequence[Completion | BaseException] = self.send(plan)
+            outcomes: Sequence[Completion | BaseException] = self.pipeline.send(plan)
         except Exception as exc:  # each input's run reports it
             outcomes = [exc] * len(plan.prompts)
         with prefetched(plan, outcomes):
@@ -569,10 +545,10 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
         try:
-            for _ in range(0, len(plan.prompts), MAX_SENTENCES_PER_REQUEST):
+            for _ in range(self._requests(plan)):
                 if self.rate_limiter:
                     await self.rate_limiter.aacquire(blocking=True)
-            outcomes: Sequence[Completion | BaseException] = await self.asend(plan)
+            outcomes: Sequence[Completion | BaseException] = await self.pipeline.asend(plan)
         except Exception as exc:
             outcomes = [exc] * len(plan.prompts)
         with prefetched(plan, outcomes):
@@ -580,6 +556,11 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             return await super(SteerLMChat, runner).abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
+
+    def _requests(self, plan: CallPlan) -> int:
+        """How many requests the transport sends for ``plan`` (the rate limiter's count)."""
+        per_request = self.transport.max_prompts_per_request or len(plan.prompts)
+        return -(-len(plan.prompts) // per_request)
 
     def _batch_plan(self, inputs: Sequence[LanguageModelInput], kwargs: Any) -> CallPlan | None:
         # Bad input raises here, before anything is sent, as invoke() would.
@@ -646,35 +627,26 @@ def _take_prefetched(plan: CallPlan) -> Completion | None:
 
 
 def to_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
-    """Translate LangChain messages into neutral turns.
-
-    Tool calls of earlier answers are written back in the calling convention, and tool
-    results become user turns, so an agent loop keeps a correct history.
+    """Translate LangChain messages into neutral turns (see :func:`steerlm.turns.to_turns`).
 
     Raises:
         SteerLMInputError: A message SteerLM cannot render (images, audio, files...).
     """
-    tool_names = {
-        call["id"]: call["name"]
-        for message in messages
-        if isinstance(message, AIMessage)
-        for call in message.tool_calls
-    }
-    turns = []
-    for message in messages:
-        if isinstance(message, ToolMessage):
-            name = message.name or tool_names.get(message.tool_call_id)
-            turns.append(Turn("user", format_tool_result(name, message_text(message))))
-        elif isinstance(message, AIMessage) and message.tool_calls:
-            calls = format_tool_calls((c["name"], c["args"]) for c in message.tool_calls)
-            text = "\n".join(filter(None, [message_text(message), calls]))
-            turns.append(Turn("assistant", text, _attributes(message)))
-        else:
-            turns.append(Turn(_role(message), message_text(message), _attributes(message)))
-    return turns
+    return neutral_turns([_message(message) for message in messages])
 
 
-def _role(message: BaseMessage) -> Role:
+def _message(message: BaseMessage) -> Message:
+    if isinstance(message, ToolMessage):
+        return Message(
+            "tool", message_text(message), tool_call_id=message.tool_call_id, tool_name=message.name
+        )
+    if isinstance(message, AIMessage):
+        calls = [ToolCallRecord(c["id"], c["name"], c["args"]) for c in message.tool_calls]
+        return Message("assistant", message_text(message), _attributes(message), calls)
+    return Message(_role(message), message_text(message))
+
+
+def _role(message: BaseMessage) -> MessageRole:
     if isinstance(message, SystemMessage):
         return "system"
     if isinstance(message, HumanMessage):

@@ -29,13 +29,17 @@ from pydantic import BaseModel
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
 from steerlm.presets import AttributeValue
-from steerlm.tools import REQUIRED, ToolSpec, extract_json, format_tool_calls, format_tool_result
-from steerlm.types import Role, StreamChunk
+from steerlm.tools import REQUIRED, ToolSpec, extract_json
+from steerlm.turns import Message, ToolCallRecord
+from steerlm.turns import MessageRole as Role
+from steerlm.turns import to_turns as neutral_turns
+from steerlm.types import StreamChunk
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
 _ROLES: dict[MessageRole, Role] = {
+    MessageRole.TOOL: "tool",
     MessageRole.SYSTEM: "system",
     MessageRole.DEVELOPER: "system",
     MessageRole.USER: "user",
@@ -131,14 +135,14 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
         turns = to_turns(messages)
         if any(t.role == "system" and _REACT_FORMAT_HINT in t.text for t in turns):
             kwargs = {**kwargs, "stop": [*(kwargs.get("stop") or []), _REACT_STOP]}
-        return self.plan_call([turns], kwargs)
+        return self.pipeline.plan([turns], kwargs)
 
     def _plan_complete(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> CallPlan:
         # formatted=True: the prompt is already a SteerLM prompt; send it as it is.
-        return self.plan_call([prompt if formatted else [Turn("user", prompt)]], kwargs)
+        return self.pipeline.plan([prompt if formatted else [Turn("user", prompt)]], kwargs)
 
     def _chat_response(self, completion: Completion, plan: CallPlan) -> ChatResponse:
-        answer = self.parse_answer(plan, completion)
+        answer = self.pipeline.parse(plan, completion)
         calls: dict[str, Any] = {}
         if plan.tools:
             calls["tool_calls"] = [
@@ -167,7 +171,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             logprobs=None,
             additional_kwargs={
                 **usage,
-                "model_name": self.served_model_name(plan, completion),
+                "model_name": self.pipeline.served_model_name(plan, completion),
                 "finish_reason": completion.finish_reason,
                 "stop_string": completion.stop_string,
                 **({"token_logprobs": completion.logprobs} if completion.logprobs else {}),
@@ -195,13 +199,13 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             SteerLMError: The server failed, timed out or answered something unusable.
         """
         plan = self._plan_chat(messages, kwargs)
-        return self._chat_response(self.send(plan)[0], plan)
+        return self._chat_response(self.pipeline.send(plan)[0], plan)
 
     @_readable(llm_chat_callback())
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async :meth:`chat`: a non-blocking request."""
         plan = self._plan_chat(messages, kwargs)
-        return self._chat_response((await self.asend(plan))[0], plan)
+        return self._chat_response((await self.pipeline.asend(plan))[0], plan)
 
     @_readable(llm_chat_callback())
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -225,20 +229,14 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
         return self._astream_responses(plan)
 
     def _stream_responses(self, plan: CallPlan) -> ChatResponseGen:
-        if not self.streams(plan):
-            yield self._chat_response(self.send(plan)[0], plan)
-            return
         shown = ""
-        for piece in self.send_stream(plan):
+        for piece in self.pipeline.stream(plan):
             yield self._stream_response(piece, plan, shown)
             shown += piece.text
 
     async def _astream_responses(self, plan: CallPlan) -> ChatResponseAsyncGen:
-        if not self.streams(plan):
-            yield self._chat_response((await self.asend(plan))[0], plan)
-            return
         shown = ""
-        pieces = self.asend_stream(plan)
+        pieces = self.pipeline.astream(plan)
         try:
             async for piece in pieces:
                 yield self._stream_response(piece, plan, shown)
@@ -247,7 +245,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             await pieces.aclose()  # leaving early closes the connection now
 
     def _stream_response(self, piece: StreamChunk, plan: CallPlan, shown: str) -> ChatResponse:
-        if piece.completion is not None:  # the last: the whole answer, counts, finish
+        if piece.completion is not None:  # the last: the whole answer, calls, counts, finish
             response = self._chat_response(piece.completion, plan)
             response.delta = piece.text
             return response
@@ -378,7 +376,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
                 :meth:`chat`.
         """
         plan = self._plan_complete(prompt, formatted, kwargs)
-        return _to_completion(self._chat_response(self.send(plan)[0], plan))
+        return _to_completion(self._chat_response(self.pipeline.send(plan)[0], plan))
 
     @_readable(llm_completion_callback())
     async def acomplete(
@@ -386,7 +384,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     ) -> CompletionResponse:
         """Async :meth:`complete`."""
         plan = self._plan_complete(prompt, formatted, kwargs)
-        return _to_completion(self._chat_response((await self.asend(plan))[0], plan))
+        return _to_completion(self._chat_response((await self.pipeline.asend(plan))[0], plan))
 
     @_readable(llm_completion_callback())
     def stream_complete(
@@ -433,41 +431,37 @@ def _to_completion(response: ChatResponse) -> CompletionResponse:
 
 
 def to_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
-    """Translate LlamaIndex chat messages into neutral turns.
-
-    Tool calls of earlier answers are written back in the calling convention, and tool
-    messages become user turns holding the result.
+    """Translate LlamaIndex chat messages into neutral turns (see
+    :func:`steerlm.turns.to_turns`).
 
     Raises:
         SteerLMInputError: Non-text content such as images.
     """
-    calls = [_tool_calls(m) if m.role == MessageRole.ASSISTANT else [] for m in messages]
-    names = {call_id: name for found in calls for call_id, name, _ in found}
-    turns = []
-    for message, message_calls in zip(messages, calls, strict=True):
-        attributes = message.additional_kwargs.get("attributes")
-        if message.role == MessageRole.TOOL:
-            name = message.additional_kwargs.get("name") or names.get(
-                message.additional_kwargs.get("tool_call_id")
-            )
-            turns.append(Turn("user", format_tool_result(name, _text(message))))
-        elif message_calls:
-            rendered = format_tool_calls((name, args) for _, name, args in message_calls)
-            text = "\n".join(filter(None, [_text(message), rendered]))
-            turns.append(Turn("assistant", text, attributes))
-        else:
-            turns.append(Turn(_role(message), _text(message), attributes))
-    return turns
+    return neutral_turns([_message(message) for message in messages])
 
 
-def _tool_calls(message: ChatMessage) -> list[tuple[str | None, str, Any]]:
-    """(id, name, arguments) of the calls in an assistant message, ours or a provider's."""
+def _message(message: ChatMessage) -> Message:
+    extra = message.additional_kwargs
+    role = _role(message)
+    if role == "tool":
+        return Message(
+            "tool",
+            _text(message),
+            tool_call_id=extra.get("tool_call_id"),
+            tool_name=extra.get("name"),
+        )
+    calls = _tool_calls(message) if role == "assistant" else []
+    return Message(role, _text(message), extra.get("attributes"), calls)
+
+
+def _tool_calls(message: ChatMessage) -> list[ToolCallRecord]:
+    """The calls in an assistant message, ours or a provider's."""
     ours = [
-        (call["id"], call["name"], call["arguments"])
+        ToolCallRecord(call["id"], call["name"], call["arguments"])
         for call in message.additional_kwargs.get("tool_calls") or []
     ]
     blocks = [
-        (block.tool_call_id, block.tool_name, block.tool_kwargs)
+        ToolCallRecord(block.tool_call_id, block.tool_name, block.tool_kwargs)
         for block in message.blocks
         if isinstance(block, ToolCallBlock)
     ]

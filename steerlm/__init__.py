@@ -1,8 +1,7 @@
-"""Framework-free core of the SteerLM integrations: presets, attributes, prompts, client."""
+"""Framework-free core of the SteerLM integrations: presets, attributes, prompts, transports."""
 
 from steerlm._version import __version__
 from steerlm.attributes import encode_attributes, merge_attributes, parse_attributes
-from steerlm.client import DEFAULT_BASE_URL, SteerLMClient
 from steerlm.errors import (
     InvalidAttributesError,
     SteerLMConnectionError,
@@ -15,6 +14,7 @@ from steerlm.errors import (
     SteerLMTimeoutError,
 )
 from steerlm.options import GenerationOptions, build_request_body
+from steerlm.pipeline import CallPipeline, CallPlan
 from steerlm.presets import (
     DEFAULT_PRESET,
     DEFAULT_SYSTEM_PROMPT,
@@ -24,7 +24,9 @@ from steerlm.presets import (
     get_preset,
 )
 from steerlm.prompt import build_prompt, neutralize_markers
-from steerlm.settings import CallPlan, SteerLMSettings
+from steerlm.settings import SteerLMSettings
+from steerlm.transports import Transport, register_transport
+from steerlm.transports.nemo import DEFAULT_BASE_URL, SteerLMClient
 from steerlm.types import Completion, Turn, Usage
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "PRESETS",
     "AttributeSpec",
+    "CallPipeline",
     "CallPlan",
     "Completion",
     "GenerationOptions",
@@ -48,6 +51,7 @@ __all__ = [
     "SteerLMServerError",
     "SteerLMSettings",
     "SteerLMTimeoutError",
+    "Transport",
     "Turn",
     "Usage",
     "__version__",
@@ -58,4 +62,5 @@ __all__ = [
     "merge_attributes",
     "neutralize_markers",
     "parse_attributes",
+    "register_transport",
 ]

@@ -209,6 +209,11 @@ class Coalescer:
         with self._lock:
             return len(self._lanes)
 
+    def waiting(self) -> int:
+        """How many items wait in all lanes for the next request (for tests and diagnostics)."""
+        with self._lock:
+            return sum(len(m.items) for lane in self._lanes.values() for m in lane.pending)
+
     def _join(self, key: Hashable, member: _Member[Any, Any]) -> bool:
         """Enter the lane: True when the member leads a request now, False when it waits."""
         with self._lock:

@@ -1,6 +1,6 @@
 """The HTTP layer every transport shares: one place for the rules of talking to a server.
 
-A transport (NeMo's ``PUT /generate`` in :mod:`steerlm.client`) builds a JSON payload and
+A transport (NeMo's ``PUT /generate`` in :mod:`steerlm.transports.nemo`) builds a JSON payload and
 a decoder for the answer; :class:`HttpSession` does everything else, the same way for the
 sync (``requests``) and async (``httpx``) paths:
 
@@ -482,6 +482,22 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 # -- the session ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PoolState:
+    """The connection pools of an :class:`HttpSession` (for diagnostics and tests).
+
+    Attributes:
+        sync_open: The sync pool is open (it opens at the first sync request).
+        sockets_opened: Sockets the sync pool has opened so far (1 when keep-alive reuses
+            one connection for every request).
+        async_loops: The event loops that have an open async pool.
+    """
+
+    sync_open: bool
+    sockets_opened: int
+    async_loops: tuple[asyncio.AbstractEventLoop, ...]
+
+
 class HttpSession:
     """Connection pools, deadline, size cap, retries and logging for one server.
 
@@ -577,6 +593,19 @@ class HttpSession:
         entry = self._async_clients.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[0].aclose()
+
+    def pools(self) -> PoolState:
+        """Which connection pools are open now, and how many sockets the sync one opened."""
+        with self._lock:
+            session, loops = self._session, tuple(self._async_clients)
+        sockets = 0
+        adapters = {id(a): a for a in session.adapters.values()} if session else {}
+        for adapter in adapters.values():
+            manager: Any = getattr(adapter, "poolmanager", None)
+            for key in list(manager.pools.keys()) if manager is not None else ():
+                pool = manager.pools.get(key)
+                sockets += pool.num_connections if pool is not None else 0
+        return PoolState(sync_open=session is not None, sockets_opened=sockets, async_loops=loops)
 
     def _headers(
         self, endpoint: Endpoint, body: bytes | None, stream: bool = False

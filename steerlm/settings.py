@@ -1,81 +1,47 @@
-"""The settings both chat-model adapters share, and the request pipeline behind them.
+"""The settings both chat-model adapters share: fields, defaults and their validation.
 
 ``SteerLMSettings`` is a pydantic model that each adapter class inherits next to its
 framework's base class, so the field names, defaults, descriptions and validation live
-here once. Its :meth:`~SteerLMSettings.plan_call` turns neutral turns plus per-call
-keywords into prompts and options; :meth:`~SteerLMSettings.send` sends them.
+here once (the generation options in :class:`steerlm.options.GenerationFields`). Each
+instance owns a transport, chosen by ``api`` from :mod:`steerlm.transports.registry`;
+its calls go through :attr:`SteerLMSettings.pipeline` (:mod:`steerlm.pipeline`).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
 from steerlm.attributes import AttributesInput, merge_attributes
-from steerlm.client import BASE_URL_ENV, SteerLMClient, resolve_base_url
 from steerlm.errors import SteerLMInputError
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
-from steerlm.openai import DEFAULT_OPENAI_BASE_URL, OpenAIClient
-from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
+from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
+from steerlm.pipeline import CallPipeline, CallPlan
 from steerlm.presets import AttributeValue, Preset, get_preset
-from steerlm.prompt import SYSTEM_JOINER, build_prompt
-from steerlm.tools import (
-    NONE,
-    ParsedAnswer,
-    ToolSpec,
-    json_instructions,
-    normalize_tool_choice,
-    parse_tool_calls,
-    tool_instructions,
-)
-from steerlm.types import Completion, StreamChunk, Turn
+from steerlm.transports.base import Transport, resolve_base_url
+from steerlm.transports.registry import transport_class
 
 #: Environment variable with the API key, when ``api_key`` is not given.
 API_KEY_ENV = "STEERLM_API_KEY"
 
-#: Per-call keywords besides the generation options.
-CALL_KEYWORDS = frozenset({"attributes", "stop", "model", "tools", "tool_choice", "json_schema"})
+__all__ = ["API_KEY_ENV", "CallPlan", "SteerLMSettings"]
 
 
-@dataclass(frozen=True)
-class CallPlan:
-    """Everything one call sends, decided before any network I/O.
-
-    Attributes:
-        prompts: One rendered SteerLM prompt per conversation.
-        attributes: The merged attributes of the answers, in canonical order.
-        options: Decoding settings.
-        stops: End strings: preset's, instance's, call's, then ``<|endoftext|>``.
-        model_name: Model name to report (a per-call ``model`` overrides the instance's).
-        tools: Tools the model was told about; their calls are parsed from the answer.
-        model_from_call: ``model_name`` is a per-call ``model`` (reported as it is).
-    """
-
-    prompts: tuple[str, ...]
-    attributes: dict[str, AttributeValue]
-    options: GenerationOptions
-    stops: tuple[str, ...]
-    model_name: str
-    tools: tuple[ToolSpec, ...] = ()
-    model_from_call: bool = False
-
-
-class SteerLMSettings(BaseModel):
-    """Fields and request pipeline shared by the LangChain and LlamaIndex chat models."""
+class SteerLMSettings(GenerationFields):
+    """Fields shared by the LangChain and LlamaIndex chat models, and their transport."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
@@ -94,12 +60,12 @@ class SteerLMSettings(BaseModel):
         "preset's by default). With api='openai' it is sent in each request; when None the "
         "server's /models is asked once and its only model is used and reported.",
     )
-    api: Literal["nemo", "openai"] = Field(
+    api: str = Field(
         default="nemo",
-        description="Wire protocol: 'nemo' is NeMo's PUT {base_url}/generate (no streaming); "
-        "'openai' is POST {base_url}/completions of an OpenAI-compatible server (vLLM, "
-        "TensorRT-LLM, NIM, llama.cpp; base_url is the API root such as "
-        "http://localhost:8000/v1), with token streaming.",
+        description="Server API, a name of steerlm.transports.registry: 'nemo' is NeMo's "
+        "PUT {base_url}/generate (no streaming); 'openai' is POST {base_url}/completions of "
+        "an OpenAI-compatible server (vLLM, TensorRT-LLM, NIM, llama.cpp; base_url is the "
+        "API root such as http://localhost:8000/v1), with token streaming.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -128,22 +94,8 @@ class SteerLMSettings(BaseModel):
         description="System turn used when the messages have no system message; the "
         "preset's default system prompt when None.",
     )
-    max_tokens: int = Field(default=1024, strict=True, description="Most tokens to generate.")
-    temperature: float | None = Field(
-        default=None, description="Sampling temperature; None or 0 means greedy decoding."
-    )
-    top_k: int = Field(default=0, strict=True, description="Top-k sampling; 0 disables it.")
-    top_p: float = Field(default=0.9, description="Nucleus sampling mass, 0 to 1.")
-    repetition_penalty: float = Field(default=1.0, description="1.0 disables; always sent.")
-    min_tokens: int = Field(default=0, strict=True, description="Fewest tokens to generate.")
-    random_seed: int | None = Field(
-        default=None, strict=True, description="Sampling seed (recent NeMo releases)."
-    )
     stop: list[str] | None = Field(
         default=None, description="Stop strings, added to the preset's end strings."
-    )
-    logprobs: bool = Field(
-        default=False, description="Ask the server for log-probabilities of the answer."
     )
     timeout: float = Field(
         default=120.0,
@@ -174,7 +126,7 @@ class SteerLMSettings(BaseModel):
         "shared requests (NeMo runs one request at a time); False sends one request per call.",
     )
 
-    _client: SteerLMClient | OpenAIClient = PrivateAttr()
+    _transport: Transport = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         # Pydantic wraps errors raised by validators in a ValidationError; raise the
@@ -213,6 +165,12 @@ class SteerLMSettings(BaseModel):
             merge_attributes(get_preset(preset), data["attributes"])
         return data
 
+    @field_validator("api")
+    @classmethod
+    def _known_api(cls, api: str) -> str:
+        transport_class(api)  # raises, naming the registered APIs
+        return api
+
     @model_validator(mode="after")
     def _validate_settings(self) -> SteerLMSettings:
         # Fail at construction, not at the first call: resolve and check everything once.
@@ -226,28 +184,18 @@ class SteerLMSettings(BaseModel):
             raise SteerLMInputError(
                 f"context_window must be a positive number of tokens, got {self.context_window}."
             )
-        # The URL really used (from the environment or the default), credentials kept.
-        if self.api == "openai":
-            url = self.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL
-            self.base_url = resolve_base_url(url)
-            self._client = OpenAIClient(
-                self.base_url,
-                model=self.model,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                max_response_bytes=self.max_response_bytes,
-                headers=self._headers(),
-            )
-            return self
-        self._client = SteerLMClient(
+        transport = transport_class(self.api)
+        self._transport = transport(
             self.base_url,
+            model=self.model,
             timeout=self.timeout,
             max_retries=self.max_retries,
             max_response_bytes=self.max_response_bytes,
-            coalesce=self.coalesce,
             headers=self._headers(),
+            coalesce=self.coalesce,
         )
-        self.base_url = resolve_base_url(self.base_url)
+        # The URL really used (from the environment or the default), credentials kept.
+        self.base_url = resolve_base_url(self.base_url, transport.default_base_url)
         return self
 
     def _headers(self) -> dict[str, str]:
@@ -290,39 +238,28 @@ class SteerLMSettings(BaseModel):
 
     @property
     def model_name(self) -> str:
-        """``model``; with api='openai' the model discovered on the server once known;
-        else the preset's model name."""
-        discovered = self._client.model if isinstance(self._client, OpenAIClient) else None
-        return self.model or discovered or self.resolved_preset.model_name
+        """``model``; else the model the transport learnt from the server (api='openai'
+        asks ``/models`` once); else the preset's model name."""
+        return self.model or self._transport.model or self.resolved_preset.model_name
 
     @property
-    def client(self) -> SteerLMClient | OpenAIClient:
-        """The transport (one connection pool per instance)."""
-        return self._client
+    def transport(self) -> Transport:
+        """The transport of ``api`` (one connection pool per instance; copies share it)."""
+        return self._transport
 
-    @staticmethod
-    def served_model_name(plan: CallPlan, completion: Completion) -> str:
-        """The model to report for ``completion``: a per-call ``model``, else the one the
-        server says answered it (OpenAI-compatible servers name it in each answer), else
-        the plan's (``model`` or the preset's)."""
-        model = completion.raw.get("model")
-        if plan.model_from_call or not (isinstance(model, str) and model):
-            return plan.model_name
-        return model
+    @property
+    def pipeline(self) -> CallPipeline:
+        """The request pipeline: plan, send, stream and parse calls with these settings."""
+        return CallPipeline(self)
 
     def generation_options(self, overrides: Mapping[str, Any] | None = None) -> GenerationOptions:
-        """The instance's decoding settings, with per-call ``overrides`` applied."""
-        base = GenerationOptions(
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            repetition_penalty=self.repetition_penalty,
-            min_tokens=self.min_tokens,
-            random_seed=self.random_seed,
-            logprobs=self.logprobs,
-        )
-        return base.replace(overrides or {})
+        """The instance's decoding settings, with per-call ``overrides`` applied.
+
+        Raises:
+            SteerLMInputError: An override names no option, or a value is invalid.
+        """
+        values = {name: getattr(self, name) for name in GenerationFields.model_fields}
+        return GenerationOptions.of({**values, **overrides} if overrides else values)
 
     def merged_attributes(
         self, call_attributes: AttributesInput = None
@@ -330,147 +267,19 @@ class SteerLMSettings(BaseModel):
         """Preset defaults < instance ``attributes`` < ``call_attributes``, validated."""
         return merge_attributes(self.resolved_preset, self.attributes, call_attributes)
 
-    def plan_call(
-        self, conversations: Sequence[Sequence[Turn] | str], call_kwargs: Mapping[str, Any]
-    ) -> CallPlan:
-        """Render prompts and options for one call; raises before any network I/O.
-
-        Args:
-            conversations: One list of turns per prompt, or a string: a prompt that is
-                already in the SteerLM format, sent as it is.
-            call_kwargs: Per-call keywords: ``attributes``, ``stop``, ``model`` (the name
-                to report; one server serves one model), ``tools`` (ToolSpecs) with
-                ``tool_choice``, ``json_schema`` (ask for a JSON answer), and any
-                generation option (``max_tokens``, ``temperature``...). None values are
-                ignored.
-
-        Raises:
-            SteerLMInputError: An unknown keyword, a bad option, bad attributes or a
-                conversation that cannot be rendered.
-        """
-        kwargs = {key: value for key, value in call_kwargs.items() if value is not None}
-        unknown = sorted(set(kwargs) - OPTION_NAMES - CALL_KEYWORDS)
-        if unknown:
-            raise SteerLMInputError(
-                f"Unknown keyword(s) {', '.join(map(repr, unknown))} for a SteerLM call. "
-                f"Valid: {', '.join(sorted(CALL_KEYWORDS | OPTION_NAMES))}."
-            )
-        call_model = kwargs.pop("model", None)
-        model_name = str(call_model or self.model_name)
-        preset = self.resolved_preset
-        attributes = self.merged_attributes(kwargs.pop("attributes", None))
-        stops = end_strings(
-            preset.end_strings, normalize_stop(self.stop), normalize_stop(kwargs.pop("stop", None))
-        )
-        tools, instructions = _instructions(
-            kwargs.pop("tools", ()),
-            kwargs.pop("tool_choice", None),
-            kwargs.pop("json_schema", None),
-        )
-        options = self.generation_options(kwargs)
-        prompts = tuple(
-            turns
-            if isinstance(turns, str)
-            else build_prompt(turns, attributes, preset, self.system_prompt, instructions)
-            for turns in conversations
-        )
-        return CallPlan(
-            prompts=prompts,
-            attributes=attributes,
-            options=options,
-            stops=stops,
-            model_name=model_name,
-            model_from_call=call_model is not None,
-            tools=tools,
-        )
-
-    @staticmethod
-    def parse_answer(plan: CallPlan, completion: Completion) -> ParsedAnswer:
-        """Split a completion into content and tool calls (none unless tools were sent)."""
-        if not plan.tools:
-            return ParsedAnswer(content=completion.text, tool_calls=[], invalid_tool_calls=[])
-        return parse_tool_calls(completion.text, plan.tools)
-
     def close(self) -> None:
         """Release this model's sync connections (copies of it share them).
 
         The model stays usable: the next call opens a new connection.
         """
-        self._client.close()
+        self._transport.close()
 
     async def aclose(self) -> None:
         """Close this model's async connections of the running event loop.
 
         Connections of event loops that have ended are closed when their loop shuts down.
         """
-        await self._client.aclose()
-
-    def send(self, plan: CallPlan) -> list[Completion]:
-        """Send a planned call; one request per 128 prompts."""
-        return self._client.generate(plan.prompts, plan.options, plan.stops)
-
-    async def asend(self, plan: CallPlan) -> list[Completion]:
-        """Async :meth:`send`, non-blocking."""
-        return await self._client.agenerate(plan.prompts, plan.options, plan.stops)
-
-    @property
-    def streams_tokens(self) -> bool:
-        """Whether :meth:`send_stream` delivers tokens as they are generated (api='openai')."""
-        return isinstance(self._client, OpenAIClient)
-
-    def streams(self, plan: CallPlan) -> bool:
-        """Whether a stream of ``plan`` yields tokens, or the whole answer as one piece.
-
-        Tokens need api='openai'. With tools, whether the text is a call is known only
-        from the whole answer, so the answer is one piece.
-        """
-        return self.streams_tokens and not plan.tools
-
-    def send_stream(self, plan: CallPlan) -> Iterator[StreamChunk]:
-        """Stream the answer to the plan's one prompt.
-
-        With api='openai' the text arrives as it is generated, cut at stop strings even
-        across chunks; the last chunk carries the whole :class:`~steerlm.types.Completion`.
-        With api='nemo' (``/generate`` does not stream) the answer is one chunk.
-        Closing the iterator early closes the connection.
-        """
-        if isinstance(self._client, OpenAIClient):
-            yield from self._client.stream(plan.prompts[0], plan.options, plan.stops)
-            return
-        completion = self.send(plan)[0]
-        yield StreamChunk(completion.text, completion)
-
-    async def asend_stream(self, plan: CallPlan) -> AsyncGenerator[StreamChunk, None]:
-        """Async :meth:`send_stream`."""
-        if isinstance(self._client, OpenAIClient):
-            chunks = self._client.astream(plan.prompts[0], plan.options, plan.stops)
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
-                await chunks.aclose()  # at once, not when the generator is collected
-            return
-        completion = (await self.asend(plan))[0]
-        yield StreamChunk(completion.text, completion)
-
-
-def _instructions(
-    tools: Sequence[ToolSpec], tool_choice: str | None, json_schema: Mapping[str, Any] | None
-) -> tuple[tuple[ToolSpec, ...], str]:
-    """The tools whose calls to parse, and the system-turn text that announces them."""
-    tools = tuple(tools)
-    if not all(isinstance(tool, ToolSpec) for tool in tools):
-        raise SteerLMInputError("tools must be steerlm.tools.ToolSpec objects.")
-    parts = []
-    if tools:
-        choice = normalize_tool_choice(tool_choice, tools)
-        if choice == NONE:
-            tools = ()
-        else:
-            parts.append(tool_instructions(tools, choice))
-    if json_schema is not None:
-        parts.append(json_instructions(json_schema))
-    return tools, SYSTEM_JOINER.join(parts)
+        await self._transport.aclose()
 
 
 _SECRET_FIELDS = {("api_key",), ("default_headers",), ("base_url",)}

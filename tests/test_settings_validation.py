@@ -88,5 +88,18 @@ def test_api_key_is_a_secret_field(chat_class: Any) -> None:
 
 
 def test_unknown_api_fails_at_construction(chat_class: Any) -> None:
-    with pytest.raises(SteerLMInputError, match="api.*'nemo' or 'openai'"):
+    # The names come from the transport registry (issue 16), no longer a fixed Literal.
+    with pytest.raises(SteerLMInputError, match="Unknown api 'grpc'.*'nemo', 'openai'"):
         chat_class(base_url="http://127.0.0.1:1", api="grpc")
+
+
+def test_a_misspelt_api_gets_a_did_you_mean(chat_class: Any) -> None:
+    with pytest.raises(SteerLMInputError, match="Did you mean 'openai'"):
+        chat_class(base_url="http://127.0.0.1:1", api="opneai")
+
+
+def test_a_misspelt_per_call_keyword_gets_a_did_you_mean(chat_class: Any) -> None:
+    llm = chat_class(base_url="http://127.0.0.1:1")  # nothing listens: raised before I/O
+    call = llm.invoke if chat_class is LangChainChat else llm.complete
+    with pytest.raises(SteerLMInputError, match=r"'max_token' \(did you mean 'max_tokens'\?\)"):
+        call("hi", max_token=10)

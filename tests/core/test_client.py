@@ -32,7 +32,7 @@ def settings(nemo: NeMoServer, **fields: object) -> SteerLMSettings:
 
 def test_wire_request_sends_explicit_keys_and_greedy(nemo: NeMoServer) -> None:
     llm = settings(nemo, stop=["END"])
-    llm.send(llm.plan_call([QUESTION], {"stop": ["###"]}))
+    llm.pipeline.send(llm.pipeline.plan([QUESTION], {"stop": ["###"]}))
     body = nemo.received[-1]
     assert body == {
         "sentences": body["sentences"],
@@ -62,14 +62,16 @@ def test_temperature_zero_or_none_is_greedy_with_no_temperature(
     nemo: NeMoServer, temperature: float | None
 ) -> None:
     llm = settings(nemo, temperature=temperature)
-    llm.send(llm.plan_call([QUESTION], {}))
+    llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert nemo.received[-1]["greedy"] is True
     assert "temperature" not in nemo.received[-1]
 
 
 def test_sampling_options_and_seed_reach_the_wire(nemo: NeMoServer) -> None:
     llm = settings(nemo, temperature=0.7, top_k=5, random_seed=3)
-    llm.send(llm.plan_call([QUESTION], {"top_p": 0.5, "max_tokens": 7, "logprobs": True}))
+    llm.pipeline.send(
+        llm.pipeline.plan([QUESTION], {"top_p": 0.5, "max_tokens": 7, "logprobs": True})
+    )
     body = nemo.received[-1]
     assert (body["greedy"], body["temperature"], body["top_k"], body["top_p"]) == (
         False,
@@ -86,7 +88,9 @@ def test_sampling_options_and_seed_reach_the_wire(nemo: NeMoServer) -> None:
 
 def test_300_prompts_go_out_in_3_requests(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    completions = llm.send(llm.plan_call([[Turn("user", f"q{i}")] for i in range(300)], {}))
+    completions = llm.pipeline.send(
+        llm.pipeline.plan([[Turn("user", f"q{i}")] for i in range(300)], {})
+    )
     assert [len(body["sentences"]) for body in nemo.received] == [128, 128, 44]
     assert len(completions) == 300
     assert completions[299].prompt.endswith(
@@ -97,8 +101,8 @@ def test_300_prompts_go_out_in_3_requests(nemo: NeMoServer) -> None:
 
 async def test_async_300_prompts_in_3_requests(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    plan = llm.plan_call([[Turn("user", f"q{i}")] for i in range(300)], {})
-    completions = await llm.asend(plan)
+    plan = llm.pipeline.plan([[Turn("user", f"q{i}")] for i in range(300)], {})
+    completions = await llm.pipeline.asend(plan)
     assert [len(body["sentences"]) for body in nemo.received] == [128, 128, 44]
     assert completions[0].text == ScriptedEngine.default_answer
 
@@ -123,7 +127,7 @@ def test_5xx_is_retried_then_succeeds(nemo: NeMoServer) -> None:
         [Fault(503, "busy"), Fault(500, "<html>oops</html>", content_type="text/html")]
     )
     llm = settings(nemo, max_retries=2)
-    [completion] = llm.send(llm.plan_call([QUESTION], {}))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert completion.text == ScriptedEngine.default_answer
     assert len(nemo.received) == 3
 
@@ -132,7 +136,7 @@ def test_5xx_after_all_retries_names_status_and_body(nemo: NeMoServer) -> None:
     nemo.faults.extend([Fault(500, "<html>boom</html>")] * 3)
     llm = settings(nemo, max_retries=1)
     with pytest.raises(SteerLMServerError, match="HTTP 500.*boom") as info:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert info.value.status == 500
     assert len(nemo.received) == 2
 
@@ -158,7 +162,7 @@ def test_garbage_answers_are_response_errors_with_an_excerpt(
     nemo.faults.append(fault)
     llm = settings(nemo)
     with pytest.raises(SteerLMResponseError, match=problem) as info:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert nemo.base_url in str(info.value)
     assert info.value.body[:5] in str(info.value)
 
@@ -166,7 +170,7 @@ def test_garbage_answers_are_response_errors_with_an_excerpt(
 def test_server_down_names_url_and_how_to_start_one(dead_url: str) -> None:
     llm = SteerLMSettings(base_url=dead_url, max_retries=1)
     with pytest.raises(SteerLMConnectionError, match="steerlm-server") as info:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert f"{dead_url}/generate" in str(info.value)
     assert "connection refused" in str(info.value)
 
@@ -174,14 +178,14 @@ def test_server_down_names_url_and_how_to_start_one(dead_url: str) -> None:
 async def test_async_server_down(dead_url: str) -> None:
     llm = SteerLMSettings(base_url=dead_url, max_retries=0)
     with pytest.raises(SteerLMConnectionError, match=dead_url):
-        await llm.asend(llm.plan_call([QUESTION], {}))
+        await llm.pipeline.asend(llm.pipeline.plan([QUESTION], {}))
 
 
 def test_slow_server_times_out_without_retry(nemo: NeMoServer) -> None:
     nemo.faults.append(Fault(200, "{}", delay=1.0))
     llm = settings(nemo, timeout=0.2, max_retries=2)
     with pytest.raises(SteerLMTimeoutError, match=r"did not answer within 0.2 s"):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert len(nemo.received) == 1
 
 
@@ -189,7 +193,7 @@ async def test_async_timeout(nemo: NeMoServer) -> None:
     nemo.faults.append(Fault(200, "{}", delay=1.0))
     llm = settings(nemo, timeout=0.2)
     with pytest.raises(SteerLMTimeoutError):
-        await llm.asend(llm.plan_call([QUESTION], {}))
+        await llm.pipeline.asend(llm.pipeline.plan([QUESTION], {}))
 
 
 async def test_async_call_does_not_block_the_event_loop(nemo: NeMoServer) -> None:
@@ -212,14 +216,12 @@ async def test_async_call_does_not_block_the_event_loop(nemo: NeMoServer) -> Non
 
 def test_connection_is_reused(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION], {})
+    plan = llm.pipeline.plan([QUESTION], {})
     for _ in range(3):
-        llm.send(plan)
-    session = llm.client.http._session
-    assert session is not None
-    manager = session.adapters["http://"].poolmanager  # type: ignore[attr-defined]
-    [key] = manager.pools.keys()
-    assert manager.pools[key].num_connections == 1  # one socket served the three calls
+        llm.pipeline.send(plan)
+    pools = llm.transport.http.pools()
+    assert pools.sync_open
+    assert pools.sockets_opened == 1  # one socket served the three calls
 
 
 @pytest.mark.parametrize(
@@ -247,9 +249,9 @@ def test_bad_settings_fail_at_construction(fields: dict[str, object], message: s
 def test_bad_call_options_raise_before_any_request(nemo: NeMoServer) -> None:
     llm = settings(nemo)
     with pytest.raises(SteerLMInputError, match="Unknown keyword\\(s\\) 'max_new_tokens'"):
-        llm.plan_call([QUESTION], {"max_new_tokens": 5})
+        llm.pipeline.plan([QUESTION], {"max_new_tokens": 5})
     with pytest.raises(SteerLMInputError, match="max_tokens must be"):
-        llm.plan_call([QUESTION], {"max_tokens": -1})
+        llm.pipeline.plan([QUESTION], {"max_tokens": -1})
     assert nemo.received == []
 
 
@@ -260,34 +262,34 @@ def test_options_validation_directly() -> None:
 
 def test_async_pools_of_finished_event_loops_are_closed(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION], {})
+    plan = llm.pipeline.plan([QUESTION], {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(10):
-            asyncio.run(llm.asend(plan))  # each run ends its loop with a pool open
+            asyncio.run(llm.pipeline.asend(plan))  # each run ends its loop with a pool open
         gc.collect()
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
-    assert llm.client.http._async_clients == {}  # closed as each loop shut down
+    assert llm.transport.http.pools().async_loops == ()  # closed as each loop shut down
 
 
 def test_close_releases_the_pool_and_the_model_still_works(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION], {})
-    llm.send(plan)
+    plan = llm.pipeline.plan([QUESTION], {})
+    llm.pipeline.send(plan)
     llm.close()
-    assert llm.client.http._session is None
-    assert llm.send(plan)[0].text == ScriptedEngine.default_answer
+    assert not llm.transport.http.pools().sync_open
+    assert llm.pipeline.send(plan)[0].text == ScriptedEngine.default_answer
     llm.close()
 
 
 async def test_aclose_closes_the_pool_of_the_running_loop(nemo: NeMoServer) -> None:
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION], {})
-    await llm.asend(plan)
-    assert asyncio.get_running_loop() in llm.client.http._async_clients
+    plan = llm.pipeline.plan([QUESTION], {})
+    await llm.pipeline.asend(plan)
+    assert asyncio.get_running_loop() in llm.transport.http.pools().async_loops
     await llm.aclose()
-    assert llm.client.http._async_clients == {}
-    assert (await llm.asend(plan))[0].text == ScriptedEngine.default_answer
+    assert llm.transport.http.pools().async_loops == ()
+    assert (await llm.pipeline.asend(plan))[0].text == ScriptedEngine.default_answer
     await llm.aclose()
 
 

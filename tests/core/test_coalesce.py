@@ -56,9 +56,7 @@ def run_threads(coalescer: Coalescer, gate: Gate, calls: list[list[str]]) -> lis
     others = [threading.Thread(target=call, args=(i,)) for i in range(1, len(calls))]
     for thread in others:
         thread.start()
-    while sum(len(m.items) for lane in coalescer._lanes.values() for m in lane.pending) < sum(
-        len(c) for c in calls[1:]
-    ):
+    while coalescer.waiting() < sum(len(c) for c in calls[1:]):
         threading.Event().wait(0.001)
     gate.release.set()
     for thread in [first, *others]:

@@ -21,11 +21,11 @@ from steerlm import (
     Turn,
 )
 from steerlm.http import SSEDecoder
-from steerlm.openai import OpenAIClient
 from steerlm.options import GenerationOptions
 from steerlm.response import StreamCut, cut_answer
 from steerlm.server.app import NeMoServer
 from steerlm.server.engines import ScriptedEngine
+from steerlm.transports.openai import OpenAIClient
 from steerlm.types import StreamChunk
 from tests.raw_server import Pause, RawServer
 
@@ -38,7 +38,7 @@ def settings(nemo: NeMoServer, **fields: object) -> SteerLMSettings:
 
 
 def stream(llm: SteerLMSettings, **call: object) -> list[StreamChunk]:
-    return list(llm.send_stream(llm.plan_call([QUESTION], call)))
+    return list(llm.pipeline.stream(llm.pipeline.plan([QUESTION], call)))
 
 
 # -- the cut, without HTTP -----------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_a_stream_is_token_by_token_and_joins_to_the_whole_answer(
     final = chunks[-1].completion
     assert final is not None
     assert "".join(chunk.text for chunk in chunks) == final.text == answer
-    assert final.text == llm.send(llm.plan_call([QUESTION], {}))[0].text
+    assert final.text == llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))[0].text
     assert nemo.received[0]["stream"] is True
     assert nemo.received[0]["stream_options"] == {"include_usage": True}
 
@@ -161,7 +161,7 @@ async def test_async_stream_equals_the_sync_stream(
     answer = "Async streams the same tokens."
     engine.script(answer, answer)
     sync = [chunk.text for chunk in stream(llm)]
-    pieces = [chunk async for chunk in llm.asend_stream(llm.plan_call([QUESTION], {}))]
+    pieces = [chunk async for chunk in llm.pipeline.astream(llm.pipeline.plan([QUESTION], {}))]
     assert [chunk.text for chunk in pieces] == sync
     assert pieces[-1].completion is not None and pieces[-1].completion.text == answer
     await llm.aclose()
@@ -183,7 +183,7 @@ def test_leaving_a_stream_early_closes_the_connection(
     nemo.stream_interval = 0.01  # the whole stream would take 10 s
     engine.script(" ".join(["word"] * 500))
     llm = settings(nemo, max_tokens=1000)
-    chunks = llm.send_stream(llm.plan_call([QUESTION], {}))
+    chunks = llm.pipeline.stream(llm.pipeline.plan([QUESTION], {}))
     assert next(chunks).text == "word"
     chunks.close()  # what breaking out of a for loop does
     assert _wait_for(lambda: nemo.abandoned == before + 1)
@@ -196,7 +196,7 @@ async def test_leaving_an_async_stream_early_closes_the_connection(
     nemo.stream_interval = 0.01
     engine.script(" ".join(["word"] * 500))
     llm = settings(nemo, max_tokens=1000)
-    chunks = llm.asend_stream(llm.plan_call([QUESTION], {}))
+    chunks = llm.pipeline.astream(llm.pipeline.plan([QUESTION], {}))
     async for _ in chunks:
         break
     await chunks.aclose()

@@ -22,10 +22,10 @@ from steerlm import (
     build_prompt,
     get_preset,
 )
-from steerlm.openai import OpenAIClient
 from steerlm.options import GenerationOptions
 from steerlm.server.app import Fault, NeMoServer
 from steerlm.server.engines import ScriptedEngine
+from steerlm.transports.openai import OpenAIClient
 from tests.raw_server import SECRET, RawServer, response
 
 QUESTION = [Turn("user", "Hi")]
@@ -44,8 +44,8 @@ def test_the_wire_request_is_the_steerlm_prompt_with_openai_names(
 ) -> None:
     llm = settings(nemo, max_tokens=50, attributes={"humor": 3})
     engine.script("Hello!")
-    plan = llm.plan_call([QUESTION], {})
-    [completion] = llm.send(plan)
+    plan = llm.pipeline.plan([QUESTION], {})
+    [completion] = llm.pipeline.send(plan)
     assert completion.text == "Hello!"
     body = nemo.received[-1]
     preset = get_preset("llama2-13b-steerlm")
@@ -66,7 +66,7 @@ def test_the_wire_request_is_the_steerlm_prompt_with_openai_names(
 def test_sampling_keys_are_sent_under_vllms_names(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     llm = settings(nemo, temperature=0.7, top_k=40, repetition_penalty=1.1, min_tokens=2)
     engine.script("One two three.")
-    llm.send(llm.plan_call([QUESTION], {"random_seed": 7, "logprobs": True}))
+    llm.pipeline.send(llm.pipeline.plan([QUESTION], {"random_seed": 7, "logprobs": True}))
     body = nemo.received[-1]
     assert body["temperature"] == 0.7
     assert body["top_k"] == 40
@@ -82,7 +82,7 @@ def test_usage_finish_reason_and_logprobs_come_from_the_server(
 ) -> None:
     llm = settings(nemo, max_tokens=3)
     engine.script("one two three four five")
-    [completion] = llm.send(llm.plan_call([QUESTION], {"logprobs": True}))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], {"logprobs": True}))
     assert completion.text == "one two"  # 3 tokens: "one", " ", "two"
     assert completion.finish_reason == "length"
     assert completion.usage is not None
@@ -97,7 +97,7 @@ def test_the_client_cuts_at_the_earliest_stop_when_the_server_does_not(
     nemo.nemo_version = "1.17"  # the engine ignores end strings: the text keeps them
     llm = settings(nemo)
     engine.script("Fine, thanks.\n<extra_id_1>User\nAnd you?")
-    [completion] = llm.send(llm.plan_call([QUESTION], {}))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert completion.text == "Fine, thanks."
     assert completion.stop_string == "<extra_id_1>"
     assert completion.finish_reason == "stop"
@@ -106,7 +106,7 @@ def test_the_client_cuts_at_the_earliest_stop_when_the_server_does_not(
 def test_a_stop_the_server_stopped_at_is_named(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     llm = settings(nemo)
     engine.script("Fine.\n<extra_id_1>User")
-    [completion] = llm.send(llm.plan_call([QUESTION], {}))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert completion.text == "Fine."
     assert completion.raw["text"] == "Fine.\n"  # the server excluded the stop string
     assert completion.stop_string == "<extra_id_1>"  # from vLLM's stop_reason
@@ -117,11 +117,11 @@ def test_a_batch_is_one_request_with_a_prompt_list(
 ) -> None:
     llm = settings(nemo)
     engine.script("A.", "B.", "C.")
-    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")], [Turn("user", "Hey")]], {})
-    assert [c.text for c in llm.send(plan)] == ["A.", "B.", "C."]
+    plan = llm.pipeline.plan([QUESTION, [Turn("user", "Yo")], [Turn("user", "Hey")]], {})
+    assert [c.text for c in llm.pipeline.send(plan)] == ["A.", "B.", "C."]
     assert len(nemo.received) == 1
     assert nemo.received[0]["prompt"] == list(plan.prompts)
-    assert llm.client.prompt_lists is True  # type: ignore[union-attr]
+    assert llm.transport.prompt_lists is True  # type: ignore[attr-defined]
 
 
 def test_a_server_that_refuses_lists_gets_concurrent_requests(
@@ -131,19 +131,23 @@ def test_a_server_that_refuses_lists_gets_concurrent_requests(
     nemo.faults.append(Fault(500, '{"detail": "Internal Server Error"}'))
     engine.responder = lambda prompt: "Answer to " + prompt.split("User\n")[1].split("\n")[0]
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")], [Turn("user", "Hey")]], {})
-    assert [c.text for c in llm.send(plan)] == ["Answer to Hi", "Answer to Yo", "Answer to Hey"]
-    assert llm.client.prompt_lists is False  # type: ignore[union-attr]
+    plan = llm.pipeline.plan([QUESTION, [Turn("user", "Yo")], [Turn("user", "Hey")]], {})
+    assert [c.text for c in llm.pipeline.send(plan)] == [
+        "Answer to Hi",
+        "Answer to Yo",
+        "Answer to Hey",
+    ]
+    assert llm.transport.prompt_lists is False  # type: ignore[attr-defined]
     assert [isinstance(b["prompt"], list) for b in nemo.received] == [True] + [False] * 3
     nemo.received.clear()
-    assert len(asyncio.run(llm.asend(plan))) == 3  # learnt: no list is sent again
+    assert len(asyncio.run(llm.pipeline.asend(plan))) == 3  # learnt: no list is sent again
     assert [isinstance(b["prompt"], str) for b in nemo.received] == [True] * 3
 
 
 async def test_async_batch_and_discovery(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     llm = settings(nemo)
     engine.script("A.", "B.")
-    completions = await llm.asend(llm.plan_call([QUESTION, [Turn("user", "Yo")]], {}))
+    completions = await llm.pipeline.asend(llm.pipeline.plan([QUESTION, [Turn("user", "Yo")]], {}))
     assert [c.text for c in completions] == ["A.", "B."]
     assert llm.model_name == "scripted"
     await llm.aclose()
@@ -156,7 +160,7 @@ def test_the_model_is_discovered_once_and_reported(
     llm = settings(nemo)
     assert llm.model_name == "Llama2-13B-SteerLM"  # the preset's, before the server is asked
     for _ in range(2):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert [b["model"] for b in nemo.received] == ["nvidia/Llama2-13B-SteerLM-hf"] * 2
     assert llm.model_name == "nvidia/Llama2-13B-SteerLM-hf"
 
@@ -165,10 +169,10 @@ def test_several_served_models_are_listed_in_the_error(nemo: NeMoServer) -> None
     nemo.openai_models = ["steerlm-13b", "steerlm-70b"]
     llm = settings(nemo)
     with pytest.raises(SteerLMInputError, match="serves 2 models: 'steerlm-13b', 'steerlm-70b'"):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert nemo.received == []
     picked = settings(nemo, model="steerlm-70b")
-    picked.send(picked.plan_call([QUESTION], {}))
+    picked.pipeline.send(picked.pipeline.plan([QUESTION], {}))
     assert nemo.received[-1]["model"] == "steerlm-70b"
 
 
@@ -182,7 +186,7 @@ def test_an_empty_model_list_is_a_response_error(raw: RawServer) -> None:
 def test_an_unknown_model_is_the_servers_404(nemo: NeMoServer) -> None:
     llm = settings(nemo, model="nope")
     with pytest.raises(SteerLMServerError, match=r"HTTP 404.*The model `nope` does not exist"):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
 
 
 def test_error_objects_map_onto_server_errors(nemo: NeMoServer) -> None:
@@ -202,7 +206,7 @@ def test_error_objects_map_onto_server_errors(nemo: NeMoServer) -> None:
         )
     )
     with pytest.raises(SteerLMServerError) as caught:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert caught.value.status == 400
     assert "max_tokens is too large (type BadRequestError, code 400)" in str(caught.value)
     assert f"{v1(nemo)}/completions" in str(caught.value)
@@ -212,12 +216,7 @@ def test_validation_by_the_engine_is_a_400_error_object(nemo: NeMoServer) -> Non
     # The client would refuse top_p above 1 before sending: the request is built by hand.
     client = OpenAIClient(v1(nemo))
     with pytest.raises(SteerLMServerError) as caught:
-        client.http.request(
-            "POST",
-            client._completions,
-            {"prompt": "x", "top_p": 5},
-            client._decode,
-        )
+        client.request_json("POST", "/completions", {"prompt": "x", "top_p": 5})
     assert caught.value.status == 400
     assert "top_p" in caught.value.body  # NeMo's validation message
 
@@ -248,7 +247,7 @@ def test_throttling_is_retried(nemo: NeMoServer, engine: ScriptedEngine) -> None
     llm = SteerLMSettings(
         api="openai", base_url=v1(nemo), model="scripted", max_retries=1, timeout=10
     )
-    [completion] = llm.send(llm.plan_call([QUESTION], {}))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert completion.text == "Done."
     assert len(nemo.received) == 2
 
@@ -271,7 +270,7 @@ def test_api_key_goes_out_as_a_bearer_token_and_nowhere_else(
     llm = SteerLMSettings(api=api, base_url=url, api_key=SECRET, default_headers={"X-Team": "a"})  # type: ignore[arg-type]
     engine.script("Hi.")
     with caplog.at_level(logging.DEBUG):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     if api == "openai":
         assert nemo.received_headers[-1]["authorization"] == f"Bearer {SECRET}"
         assert nemo.received_headers[-1]["x-team"] == "a"
@@ -282,7 +281,7 @@ def test_api_key_goes_out_as_a_bearer_token_and_nowhere_else(
 
 def test_api_key_with_nemo_reaches_the_wire(raw: RawServer) -> None:
     llm = SteerLMSettings(base_url=raw.base_url, api_key=SECRET, default_headers={"X-Gw": "1"})
-    llm.send(llm.plan_call([QUESTION], {}))
+    llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert raw.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
     assert raw.requests[-1].headers["x-gw"] == "1"
 
@@ -294,7 +293,7 @@ def test_api_key_falls_back_to_the_environment(
     nemo.api_key = SECRET
     llm = settings(nemo)
     engine.script("Hi.")
-    assert llm.send(llm.plan_call([QUESTION], {}))[0].text == "Hi."
+    assert llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))[0].text == "Hi."
     assert nemo.received_headers[-1]["authorization"] == f"Bearer {SECRET}"
 
 
@@ -302,7 +301,7 @@ def test_a_wrong_key_says_how_to_pass_one_and_shows_neither(nemo: NeMoServer) ->
     nemo.api_key = "the-right-key"
     llm = settings(nemo, api_key=SECRET, model="scripted")
     with pytest.raises(SteerLMServerError) as caught:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     message = str(caught.value)
     assert caught.value.status == 401
     assert "api_key" in message and "STEERLM_API_KEY" in message
@@ -328,10 +327,10 @@ def test_a_transient_failure_of_the_first_list_is_retried_not_taken_for_a_refusa
     nemo.faults.append(Fault(503, '{"error": {"message": "overloaded", "code": 503}}'))
     engine.script("A.", "B.")
     llm = settings(nemo)
-    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")]], {})
-    assert [c.text for c in llm.send(plan)] == ["A.", "B."]
+    plan = llm.pipeline.plan([QUESTION, [Turn("user", "Yo")]], {})
+    assert [c.text for c in llm.pipeline.send(plan)] == ["A.", "B."]
     assert [isinstance(b["prompt"], list) for b in nemo.received] == [True, True]
-    assert llm.client.prompt_lists is True  # type: ignore[union-attr]
+    assert llm.transport.prompt_lists is True  # type: ignore[attr-defined]
 
 
 def test_lists_are_given_up_only_when_single_prompts_work(
@@ -341,16 +340,16 @@ def test_lists_are_given_up_only_when_single_prompts_work(
     for _ in range(3):
         nemo.faults.append(Fault(500, '{"detail": "Internal Server Error"}'))
     llm = settings(nemo, max_retries=0)
-    plan = llm.plan_call([QUESTION, [Turn("user", "Yo")]], {})
+    plan = llm.pipeline.plan([QUESTION, [Turn("user", "Yo")]], {})
     with pytest.raises(SteerLMServerError):
-        llm.send(plan)
-    assert llm.client.prompt_lists is None  # type: ignore[union-attr]
+        llm.pipeline.send(plan)
+    assert llm.transport.prompt_lists is None  # type: ignore[attr-defined]
 
 
 def test_a_stop_that_is_not_strings_is_a_400_error_object(nemo: NeMoServer) -> None:
     client = OpenAIClient(v1(nemo), max_retries=2)
     with pytest.raises(SteerLMServerError) as caught:
-        client.http.request("POST", client._completions, {"prompt": "x", "stop": 5}, client._decode)
+        client.request_json("POST", "/completions", {"prompt": "x", "stop": 5})
     assert caught.value.status == 400
     assert "stop must be a string or a list of strings" in caught.value.body
     assert len(nemo.received) == 1  # a 400 is not retried

@@ -14,7 +14,7 @@ QUESTION = [Turn("user", "Hi")]
 
 def ask(nemo: NeMoServer, **kwargs: object) -> Completion:
     llm = SteerLMSettings(base_url=nemo.base_url)
-    [completion] = llm.send(llm.plan_call([QUESTION], kwargs))
+    [completion] = llm.pipeline.send(llm.pipeline.plan([QUESTION], kwargs))
     return completion
 
 

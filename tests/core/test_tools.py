@@ -42,9 +42,11 @@ WEATHER = ToolSpec.from_openai(
 def ask(nemo: NeMoServer, answer: str, **kwargs: object) -> ParsedAnswer:
     nemo.engine.script(answer)  # type: ignore[attr-defined]
     llm = SteerLMSettings(base_url=nemo.base_url)
-    plan = llm.plan_call([[Turn("user", "What is 2 + 3?")]], {"tools": [ADD, WEATHER], **kwargs})
-    [completion] = llm.send(plan)
-    return llm.parse_answer(plan, completion)
+    plan = llm.pipeline.plan(
+        [[Turn("user", "What is 2 + 3?")]], {"tools": [ADD, WEATHER], **kwargs}
+    )
+    [completion] = llm.pipeline.send(plan)
+    return llm.pipeline.parse(plan, completion)
 
 
 def test_instructions_land_in_the_system_turn(nemo: NeMoServer, engine: ScriptedEngine) -> None:
@@ -179,7 +181,7 @@ def test_extract_json_says_what_came_back() -> None:
 def test_json_schema_instruction(nemo: NeMoServer, engine: ScriptedEngine) -> None:
     llm = SteerLMSettings(base_url=nemo.base_url)
     schema = {"type": "object", "properties": {"name": {"type": "string"}}}
-    llm.send(llm.plan_call([[Turn("user", "Who?")]], {"json_schema": schema}))
+    llm.pipeline.send(llm.pipeline.plan([[Turn("user", "Who?")]], {"json_schema": schema}))
     assert (
         "Answer with one JSON value that matches this JSON schema, and nothing else:\n"
         '{"type": "object", "properties": {"name": {"type": "string"}}}\n<extra_id_1>User'
@@ -229,7 +231,9 @@ def test_markers_in_tool_texts_cannot_reach_the_prompt(
     tool = HOSTILE_TOOLS[where]
     choice = tool.name if tool_choice == "named" else tool_choice
     llm = SteerLMSettings(base_url=nemo.base_url)
-    llm.send(llm.plan_call([[Turn("user", "Q")]], {"tools": [tool], "tool_choice": choice}))
+    llm.pipeline.send(
+        llm.pipeline.plan([[Turn("user", "Q")]], {"tools": [tool], "tool_choice": choice})
+    )
     assert_markers_inert(sent_prompt(nemo))
 
 
@@ -246,7 +250,7 @@ def test_markers_in_a_json_schema_cannot_reach_the_prompt(
     nemo: NeMoServer, schema: dict[str, object]
 ) -> None:
     llm = SteerLMSettings(base_url=nemo.base_url)
-    llm.send(llm.plan_call([[Turn("user", "Q")]], {"json_schema": schema}))
+    llm.pipeline.send(llm.pipeline.plan([[Turn("user", "Q")]], {"json_schema": schema}))
     assert_markers_inert(sent_prompt(nemo))
 
 

@@ -66,10 +66,10 @@ def model(server: RawServer, **fields: Any) -> SteerLMSettings:
 
 
 def call(llm: SteerLMSettings, mode: str) -> str:
-    plan = llm.plan_call([QUESTION], {})
+    plan = llm.pipeline.plan([QUESTION], {})
     if mode == "sync":
-        return llm.send(plan)[0].text
-    return asyncio.run(llm.asend(plan))[0].text  # a new loop each time: closed loops too
+        return llm.pipeline.send(plan)[0].text
+    return asyncio.run(llm.pipeline.asend(plan))[0].text  # a new loop each time: closed loops too
 
 
 def fails(llm: SteerLMSettings, mode: str, expected: type[SteerLMError]) -> SteerLMError:
@@ -357,7 +357,7 @@ def test_each_retry_is_logged_once(nemo: NeMoServer, caplog: pytest.LogCaptureFi
     nemo.faults.extend([Fault(503, "busy"), Fault(500, "oops")])
     llm = SteerLMSettings(base_url=nemo.base_url, max_retries=2)
     with caplog.at_level(logging.INFO, logger="steerlm.http"):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert [m.split(" in ")[0] for m in caplog.messages] == [
         f"Retrying request to {nemo.base_url}/generate"
     ] * 2
@@ -385,7 +385,7 @@ def test_failures_that_would_repeat_are_not_retried_and_show_the_reason(
     nemo.faults.extend([Fault(status, body)] * 3)
     llm = SteerLMSettings(base_url=nemo.base_url, max_retries=2)
     with pytest.raises(SteerLMServerError) as info:
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert len(nemo.received) == 1
     assert info.value.retryable is False
     if status != 200:
@@ -398,7 +398,7 @@ def test_a_plain_internal_server_error_is_still_retried(nemo: NeMoServer) -> Non
     nemo.faults.extend([Fault(500, '{"message": "Internal Server Error"}')] * 3)
     llm = SteerLMSettings(base_url=nemo.base_url, max_retries=2)
     with pytest.raises(SteerLMServerError, match="Check the server's log"):
-        llm.send(llm.plan_call([QUESTION], {}))
+        llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))
     assert len(nemo.received) == 3
 
 
@@ -509,8 +509,8 @@ def test_the_next_call_after_a_timeout_gets_a_fresh_connection(nemo: NeMoServer,
 
     async def both() -> str:
         with pytest.raises(SteerLMTimeoutError):
-            await llm.asend(llm.plan_call([QUESTION], {}))
-        return (await llm.asend(llm.plan_call([QUESTION], {})))[0].text
+            await llm.pipeline.asend(llm.pipeline.plan([QUESTION], {}))
+        return (await llm.pipeline.asend(llm.pipeline.plan([QUESTION], {})))[0].text
 
     if mode == "sync":
         with pytest.raises(SteerLMTimeoutError):
@@ -522,9 +522,9 @@ def test_the_next_call_after_a_timeout_gets_a_fresh_connection(nemo: NeMoServer,
 
 def test_concurrent_sync_calls_share_one_model_safely(nemo: NeMoServer) -> None:
     llm = SteerLMSettings(base_url=nemo.base_url, timeout=30)
-    plan = llm.plan_call([QUESTION], {})
+    plan = llm.pipeline.plan([QUESTION], {})
     with ThreadPoolExecutor(8) as pool:
-        texts = list(pool.map(lambda _: llm.send(plan)[0].text, range(40)))
+        texts = list(pool.map(lambda _: llm.pipeline.send(plan)[0].text, range(40)))
     assert texts == [ScriptedEngine.default_answer] * 40
     llm.close()
 

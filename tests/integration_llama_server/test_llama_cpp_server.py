@@ -91,7 +91,7 @@ def test_batch_goes_out_as_concurrent_requests(llm: SteerLMChat) -> None:
     assert [a.response_metadata["finish_reason"] for a in answers] == ["length"] * 2
     assert all(a.usage_metadata and a.usage_metadata["output_tokens"] == 8 for a in answers)
     # The server asserts one prompt per request: learnt on the first batch.
-    assert llm.client.prompt_lists is False  # type: ignore[union-attr]
+    assert llm.transport.prompt_lists is False  # type: ignore[union-attr]
 
 
 def test_stop_strings_apply(llm: SteerLMChat, llama_url: str) -> None:

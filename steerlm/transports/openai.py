@@ -17,34 +17,24 @@ together.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import os
 import threading
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from steerlm.client import BASE_URL_ENV, resolve_base_url
 from steerlm.errors import (
     SteerLMError,
     SteerLMInputError,
     SteerLMResponseError,
     SteerLMServerError,
 )
-from steerlm.http import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    AsyncHttpStream,
-    Endpoint,
-    HttpResponse,
-    RetryPolicy,
-    SSEDecoder,
-    transport_session,
-)
+from steerlm.http import AsyncHttpStream, HttpResponse, RetryPolicy, SSEDecoder
 from steerlm.options import GenerationOptions, check_prompts
 from steerlm.response import StreamCut, cut_answer, load_json
+from steerlm.transports.base import Transport
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
@@ -242,58 +232,38 @@ def _logprobs(value: Any) -> list[float] | None:
     return [float(v) for v in values if isinstance(v, int | float)]
 
 
-class OpenAIClient:
-    """Client of one OpenAI-compatible completions server.
+class OpenAIClient(Transport):
+    """Client of one OpenAI-compatible completions server (``api="openai"``).
 
     Args:
         base_url: The API root, e.g. ``http://localhost:8000/v1``; falls back to
             ``$STEERLM_BASE_URL``, then :data:`DEFAULT_OPENAI_BASE_URL`.
         model: The served model's name, sent in each request; when None the server's
             ``/models`` is asked once, and its only model is used.
-        timeout: Seconds one attempt may take in all; for a stream, the time to the
-            response head and then each gap between arriving bytes.
-        max_retries: Retries on failures another attempt can cure.
-        max_response_bytes: Cap of one decoded answer (of a whole stream too).
-        retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
-        headers: Extra headers for every request (``Authorization``, a gateway's...).
+        **settings: ``timeout`` (for a stream: the time to the response head, then each
+            gap between arriving bytes), ``max_retries``, ``max_response_bytes`` (of a
+            whole stream too), ``retry``, ``headers``, as
+            :class:`~steerlm.transports.base.Transport`. ``coalesce`` is not used: these
+            servers batch concurrent requests themselves.
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        model: str | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 2,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        retry: RetryPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.http = transport_session(timeout, max_retries, max_response_bytes, retry, headers)
-        self.timeout, self.retry = self.http.timeout, self.http.retry
-        url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL
-        self._endpoint = Endpoint.parse(resolve_base_url(url))
-        self._completions = self._endpoint.join("/completions")
-        self._models = self._endpoint.join("/models")
-        self._model = model
+    api = "openai"
+    default_base_url = DEFAULT_OPENAI_BASE_URL
+    streams_tokens = True
+    reports_model = True
+
+    def __init__(self, base_url: str | None = None, **settings: Any) -> None:
+        super().__init__(base_url, **settings)
+        self._completions = self.endpoint.join("/completions")
+        self._models = self.endpoint.join("/models")
         self._model_lock = threading.Lock()
         #: Whether the server takes a prompt list: None until the first batch tells.
         self.prompt_lists: bool | None = None
 
     @property
-    def base_url(self) -> str:
-        """The API root as it may be shown: credentials redacted."""
-        return self._endpoint.display
-
-    @property
     def url(self) -> str:
         """The ``/completions`` URL as it may be shown."""
         return self._completions.display
-
-    @property
-    def model(self) -> str | None:
-        """The served model's name: set, or discovered (None before the first call)."""
-        return self._model
 
     # -- model discovery -------------------------------------------------------------------
 
@@ -345,7 +315,7 @@ class OpenAIClient:
         """Generate one completion per prompt (see the module's note on batches).
 
         Raises:
-            SteerLMError: As :meth:`steerlm.client.SteerLMClient.generate`; an error object
+            SteerLMError: As :meth:`steerlm.transports.base.Transport.generate`; an error object
                 maps onto :class:`~steerlm.errors.SteerLMServerError`.
         """
         check_prompts(prompts)
@@ -459,6 +429,11 @@ class OpenAIClient:
     def _decode(self, response: HttpResponse) -> dict[str, Any]:
         return decode_openai_body(self.url, response)
 
+    def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
+        """OpenAI-style answers: a JSON object, errors as error objects."""
+        url = self.endpoint.join(path).display
+        return lambda response: decode_openai_body(url, response)
+
     # -- streams ---------------------------------------------------------------------------
 
     def stream(
@@ -507,20 +482,6 @@ class OpenAIClient:
             finally:
                 await events.aclose()
         yield reader.last_chunk()
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release the sync connection pool; the client reopens one when used again."""
-        self.http.close()
-
-    async def aclose(self) -> None:
-        """Close the async connection pool of the running event loop."""
-        await self.http.aclose()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 class _ListRefused(SteerLMError):
