@@ -274,23 +274,20 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             "base_url": self.transport.base_url,
             "preset": self.resolved_preset.name,
             "attributes": self.merged_attributes(),
-            **self.generation_options().model_dump(),
+            **self.generation_options().__dict__,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        options = self.generation_options(
-            {
-                k: v
-                for k, v in kwargs.items()
-                if k in ("temperature", "max_tokens") and v is not None
-            }
-        )
+        # Tracing reads two options: the per-call value, else the instance's (the plan
+        # validates them all before anything is sent).
+        temperature = kwargs.get("temperature")
+        max_tokens = kwargs.get("max_tokens")
         params = LangSmithParams(
             ls_provider="steerlm",
             ls_model_name=str(kwargs.get("model") or self.model_name),
             ls_model_type="chat",
-            ls_temperature=options.temperature or 0.0,
-            ls_max_tokens=options.max_tokens,
+            ls_temperature=(self.temperature if temperature is None else temperature) or 0.0,
+            ls_max_tokens=self.max_tokens if max_tokens is None else max_tokens,
         )
         stops = [*(self.stop or []), *normalize_stop(stop)]  # a bad stop fails here first
         if stops:

@@ -68,6 +68,7 @@ class Preset:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     context_window: int = 4096
     _by_key: Mapping[str, AttributeSpec] = field(init=False, repr=False, compare=False)
+    _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_key = {spec.key: spec for spec in self.attributes}
@@ -87,13 +88,14 @@ class Preset:
         if problems:
             raise SteerLMInputError(f"Invalid preset {self.name!r}: {'; '.join(problems)}.")
         object.__setattr__(self, "_by_key", MappingProxyType(by_key))
+        object.__setattr__(self, "_keys", tuple(by_key))  # read on every call: built once
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "end_strings", tuple(self.end_strings))
 
     @property
     def keys(self) -> tuple[str, ...]:
         """Attribute keys in canonical order."""
-        return tuple(spec.key for spec in self.attributes)
+        return self._keys
 
     def spec(self, key: str) -> AttributeSpec | None:
         """The spec of ``key``, or None when the preset has no such attribute."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -402,15 +403,14 @@ def count_tokens(tokens: Any, offsets: Any, prompt: str) -> TokenCount | None:
     Returns:
         The counts, or None when the row has no usable tokens or does not hold the prompt.
     """
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+    # C-level scans (map, compress): this runs on every answer, over every token.
+    if not isinstance(tokens, list) or not set(map(type, tokens)) <= {str}:
         return None
     zero = set(_SPECIAL_TOKENS)
     if isinstance(offsets, list) and len(offsets) == len(tokens):
-        zero.update(
-            token
-            for token, offset, following in zip(tokens, offsets, offsets[1:], strict=False)
-            if offset == following and token
-        )
+        added = set(itertools.compress(tokens, map(operator.eq, offsets, offsets[1:])))
+        added.discard("")
+        zero.update(added)
     end = len(tokens)
     while end and tokens[end - 1] in zero:
         end -= 1

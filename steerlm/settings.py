@@ -10,6 +10,7 @@ its calls go through :attr:`SteerLMSettings.pipeline` (:mod:`steerlm.pipeline`).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -240,12 +241,15 @@ class SteerLMSettings(GenerationFields):
     def model_name(self) -> str:
         """``model``; else the model the transport learnt from the server (api='openai'
         asks ``/models`` once); else the preset's model name."""
-        return self.model or self._transport.model or self.resolved_preset.model_name
+        return self.model or self.transport.model or self.resolved_preset.model_name
 
     @property
     def transport(self) -> Transport:
         """The transport of ``api`` (one connection pool per instance; copies share it)."""
-        return self._transport
+        # Straight from pydantic's private storage: its __getattr__ fallback costs
+        # microseconds, and this is read several times per call.
+        transport: Transport = self.__pydantic_private__["_transport"]  # type: ignore[index]
+        return transport
 
     @property
     def pipeline(self) -> CallPipeline:
@@ -258,8 +262,12 @@ class SteerLMSettings(GenerationFields):
         Raises:
             SteerLMInputError: An override names no option, or a value is invalid.
         """
-        values = {name: getattr(self, name) for name in GenerationFields.model_fields}
-        return GenerationOptions.of({**values, **overrides} if overrides else values)
+        values = tuple(getattr(self, name) for name in _OPTION_FIELDS)
+        try:
+            base = _instance_options(values)
+        except TypeError:  # a field reassigned to something unhashable: say what is wrong
+            base = GenerationOptions.of(dict(zip(_OPTION_FIELDS, values, strict=True)))
+        return base.replace(overrides) if overrides else base
 
     def merged_attributes(
         self, call_attributes: AttributesInput = None
@@ -280,6 +288,16 @@ class SteerLMSettings(GenerationFields):
         Connections of event loops that have ended are closed when their loop shuts down.
         """
         await self._transport.aclose()
+
+
+_OPTION_FIELDS = tuple(GenerationFields.model_fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _instance_options(values: tuple[Any, ...]) -> GenerationOptions:
+    # The instance's own options are checked once per distinct set of values, not per call
+    # (the fields can be reassigned, so they are read each call).
+    return GenerationOptions.of(dict(zip(_OPTION_FIELDS, values, strict=True)))
 
 
 _SECRET_FIELDS = {("api_key",), ("default_headers",), ("base_url",)}
