@@ -94,6 +94,13 @@ class SteerLMTimeoutError(SteerLMConnectionError, TimeoutError):
         self.reason = "timeout"
 
 
+_CONTEXT_FIX = (
+    "shorten the conversation or lower max_tokens. Frameworks size their prompts by the "
+    "model's context_window setting: set it to the server's context length "
+    "(context_window=...) so that retrievers and memories fit what the server holds."
+)
+
+
 class SteerLMServerError(SteerLMError):
     """The server answered with an error: a validation string (HTTP 200) or a bad status.
 
@@ -104,11 +111,14 @@ class SteerLMServerError(SteerLMError):
         retryable: Whether another attempt could succeed: 408, 429 and 5xx, unless the
             text states a failure that would repeat (a prompt longer than the context).
         retry_after: Seconds the server asked to wait (``Retry-After`` on 429/503).
+        hint: What to change, when the client can tell (e.g. a ``base_url`` that misses
+            the API's root); it replaces the advice to read the server's log.
     """
 
     retry_after: float | None = None
 
-    def __init__(self, url: str, status: int, body: str) -> None:
+    def __init__(self, url: str, status: int, body: str, hint: str | None = None) -> None:
+        self.hint = hint
         self.url = url
         self.status = status
         self.body = body
@@ -118,8 +128,7 @@ class SteerLMServerError(SteerLMError):
         if status == 200 and _DETERMINISTIC.search(body):
             message = (
                 f"The SteerLM server at {url} rejected the request: {body}. The prompt and "
-                "the answer do not fit the model's context: shorten the conversation or "
-                "lower max_tokens."
+                f"the answer do not fit the model's context: {_CONTEXT_FIX}"
             )
         elif status == 200:
             message = (
@@ -129,13 +138,12 @@ class SteerLMServerError(SteerLMError):
         elif _DETERMINISTIC.search(body):
             message = (
                 f"The SteerLM server at {url} answered HTTP {status}: {excerpt(body)}. "
-                "The prompt and the answer do not fit the model's context: shorten the "
-                "conversation or lower max_tokens (retrying cannot help)."
+                f"The prompt and the answer do not fit the model's context (retrying "
+                f"cannot help): {_CONTEXT_FIX}"
             )
         else:
-            message = (
-                f"The SteerLM server at {url} answered HTTP {status}: {excerpt(body)}. "
-                "Check the server's log for the cause."
+            message = f"The SteerLM server at {url} answered HTTP {status}: {excerpt(body)}. " + (
+                hint or "Check the server's log for the cause."
             )
         super().__init__(message)
 
@@ -162,6 +170,7 @@ class SteerLMRedirectError(SteerLMServerError):
         self.status = status
         self.body = ""
         self.retryable = False
+        self.hint = None
 
 
 class SteerLMResponseError(SteerLMError):

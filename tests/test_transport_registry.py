@@ -72,8 +72,8 @@ class EchoTransport(Transport):
         for chunk in self.stream(prompt, options, stops):
             yield chunk
 
-    def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
-        return lambda response: dict(json.loads(response.text))
+    def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
+        return dict(json.loads(response.text))
 
     @staticmethod
     def _answer(prompt: str, options: GenerationOptions) -> Completion:

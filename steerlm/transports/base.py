@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequenc
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, SteerLMServerError
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Endpoint,
@@ -32,6 +32,11 @@ from steerlm.types import Completion, StreamChunk
 
 #: Environment variable with the server URL, when ``base_url`` is not given.
 BASE_URL_ENV = "STEERLM_BASE_URL"
+
+
+def url_path(url: str) -> str:
+    """The path of ``url`` without its trailing slash (``""`` for a server root)."""
+    return urlsplit(url).path.rstrip("/")
 
 
 def resolve_base_url(base_url: str | None, default: str) -> str:
@@ -201,9 +206,35 @@ class Transport(ABC):
         endpoint = self.endpoint.join(path)
         return await self.http.arequest(method, endpoint, payload, self.decoder(path))
 
-    @abstractmethod
     def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
-        """How this API's answers from ``path`` are decoded (and its errors recognised)."""
+        """The decoder of answers from ``base_url + path``: :meth:`decode_answer`, with
+        :meth:`route_hint` added to a 404 or 405 (the server has no such route)."""
+        url = self.endpoint.join(path).display
+
+        def decode(response: HttpResponse) -> dict[str, Any]:
+            try:
+                return self.decode_answer(url, response)
+            except SteerLMServerError as error:
+                hint = self.route_hint() if error.status in (404, 405) else None
+                if hint is None or type(error) is not SteerLMServerError:
+                    raise
+                raise SteerLMServerError(error.url, error.status, error.body, hint) from None
+
+        return decode
+
+    @abstractmethod
+    def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
+        """This API's answer from ``url`` as a JSON object.
+
+        Raises:
+            SteerLMServerError: The answer is an error (a status, or the API's error shape).
+            SteerLMResponseError: A 200 that is not a JSON object.
+        """
+
+    def route_hint(self) -> str | None:
+        """What to change in ``base_url`` when the server has no route for this API's
+        paths (a 404 or 405): None when nothing in the URL looks wrong."""
+        return None
 
     # -- lifecycle -------------------------------------------------------------------------
 

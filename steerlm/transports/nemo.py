@@ -6,7 +6,7 @@ credentials, logging) lives in :mod:`steerlm.http`, which a second transport reu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from steerlm.coalesce import Coalescer
@@ -23,7 +23,7 @@ from steerlm.options import (
     check_prompts,
 )
 from steerlm.response import decode_body, parse_generation
-from steerlm.transports.base import BASE_URL_ENV, Transport, resolve_base_url
+from steerlm.transports.base import BASE_URL_ENV, Transport, resolve_base_url, url_path
 from steerlm.types import Completion
 
 #: NeMo's default port for ``megatron_gpt_eval.py server=True``.
@@ -71,6 +71,7 @@ class SteerLMClient(Transport):
     def __init__(self, base_url: str | None = None, **settings: Any) -> None:
         super().__init__(base_url, **settings)
         self._generate = self.endpoint.join("/generate")
+        self._decode = self.decoder("/generate")
 
     @property
     def url(self) -> str:
@@ -152,13 +153,22 @@ class SteerLMClient(Transport):
         """Async :meth:`post_json`."""
         return await self.http.arequest("PUT", self._generate, payload, self._decode)
 
-    def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
+    def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
         """NeMo's answers: a JSON object, or a validation message as a string (HTTP 200)."""
-        url = self.endpoint.join(path).display
-        return lambda response: decode_body(url, response.status, response.text)
+        return decode_body(url, response.status, response.text)
 
-    def _decode(self, response: HttpResponse) -> dict[str, Any]:
-        return decode_body(self.url, response.status, response.text)
+    def route_hint(self) -> str | None:
+        """``/generate`` or ``/v1`` in ``base_url``: the usual slips with NeMo."""
+        path = url_path(self.endpoint.url)
+        if path.endswith("/generate"):
+            root = self.endpoint.display[: -len("/generate")]
+            return f"base_url ends with /generate: drop it (base_url={root!r}); the client adds it."
+        if path.endswith("/v1"):
+            return (
+                "base_url ends with /v1, the API root of an OpenAI-compatible server: pass "
+                "api='openai' to use that API, or drop /v1 for NeMo's PUT /generate."
+            )
+        return None
 
 
 def _caused_by_one_prompt(error: BaseException) -> bool:

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import json
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,7 @@ from steerlm.errors import (
 from steerlm.http import AsyncHttpStream, HttpResponse, RetryPolicy, SSEDecoder
 from steerlm.options import GenerationOptions, check_prompts
 from steerlm.response import StreamCut, cut_answer, load_json
-from steerlm.transports.base import Transport
+from steerlm.transports.base import Transport, url_path
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
@@ -256,6 +256,8 @@ class OpenAIClient(Transport):
         super().__init__(base_url, **settings)
         self._completions = self.endpoint.join("/completions")
         self._models = self.endpoint.join("/models")
+        self._decode = self.decoder("/completions")
+        self._decode_models = self.decoder("/models")
         self._model_lock = threading.Lock()
         #: Whether the server takes a prompt list: None until the first batch tells.
         self.prompt_lists: bool | None = None
@@ -278,14 +280,14 @@ class OpenAIClient(Transport):
         if self._model is None:
             with self._model_lock:
                 if self._model is None:
-                    body = self.http.request("GET", self._models, None, self._decode)
+                    body = self.http.request("GET", self._models, None, self._decode_models)
                     self._model = self._only_model(body)
         return self._model
 
     async def aserved_model(self) -> str:
         """Async :meth:`served_model`."""
         if self._model is None:
-            body = await self.http.arequest("GET", self._models, None, self._decode)
+            body = await self.http.arequest("GET", self._models, None, self._decode_models)
             self._model = self._model or self._only_model(body)
         return self._model
 
@@ -426,13 +428,24 @@ class OpenAIClient(Transport):
             return _ListRefused(str(error))
         return error
 
-    def _decode(self, response: HttpResponse) -> dict[str, Any]:
-        return decode_openai_body(self.url, response)
-
-    def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
+    def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
         """OpenAI-style answers: a JSON object, errors as error objects."""
-        url = self.endpoint.join(path).display
-        return lambda response: decode_openai_body(url, response)
+        return decode_openai_body(url, response)
+
+    def route_hint(self) -> str | None:
+        """A ``base_url`` that is not the API root (``/v1``) is the usual slip."""
+        path = url_path(self.endpoint.url)
+        for route in ("/completions", "/chat/completions"):
+            if path.endswith(route):
+                root = self.endpoint.display[: -len(route)]
+                return f"base_url ends with {route}: drop it (base_url={root!r})."
+        if not path.endswith("/v1"):
+            return (
+                "api='openai' sends {base_url}/completions and {base_url}/models, and "
+                "OpenAI-compatible servers serve them under /v1: add /v1 to base_url "
+                f"(base_url={self.endpoint.display + '/v1'!r})."
+            )
+        return None
 
     # -- streams ---------------------------------------------------------------------------
 
