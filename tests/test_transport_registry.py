@@ -8,7 +8,7 @@ the pipeline or the adapters: they read what a transport declares, never its cla
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import Any
 
 import pytest
