@@ -113,7 +113,9 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
     def metadata(self) -> LLMMetadata:
         """Context window, output tokens, model name; a chat and function-calling model."""
         return LLMMetadata(
-            context_window=self.context_window or self.resolved_preset.context_window,
+            # The user's setting, else the server's (asked once, here on first use: not at
+            # construction), else the preset's.
+            context_window=self.resolved_context_window,
             num_output=self.max_tokens,
             is_chat_model=True,
             is_function_calling_model=True,  # through the prompt convention of steerlm.tools

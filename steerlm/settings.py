@@ -118,8 +118,10 @@ class SteerLMSettings(GenerationFields):
     context_window: int | None = Field(
         default=None,
         strict=True,
-        description="Tokens the served model holds (prompt plus answer); the preset's "
-        "when None. Set it to the server's real context length.",
+        description="Tokens the served model holds (prompt plus answer). When None: what "
+        "the server reports (the dev server's /health, vLLM's max_model_len in /models, "
+        "llama.cpp's /props), asked once on first use; else the preset's. See "
+        "resolved_context_window.",
     )
     coalesce: bool = Field(
         default=True,
@@ -179,9 +181,7 @@ class SteerLMSettings(GenerationFields):
         merge_attributes(preset, self.attributes)
         self.generation_options()
         normalize_stop(self.stop)
-        if self.context_window is None:
-            self.context_window = preset.context_window
-        elif self.context_window < 1:
+        if self.context_window is not None and self.context_window < 1:
             raise SteerLMInputError(
                 f"context_window must be a positive number of tokens, got {self.context_window}."
             )
@@ -242,6 +242,16 @@ class SteerLMSettings(GenerationFields):
         """``model``; else the model the transport learnt from the server (api='openai'
         asks ``/models`` once); else the preset's model name."""
         return self.model or self.transport.model or self.resolved_preset.model_name
+
+    @property
+    def resolved_context_window(self) -> int:
+        """Tokens the model holds: ``context_window`` if set, else what the server reports
+        (asked once, on first use), else the preset's."""
+        return (
+            self.context_window
+            or self.transport.server_context_window()
+            or self.resolved_preset.context_window
+        )
 
     @property
     def transport(self) -> Transport:

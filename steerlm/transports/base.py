@@ -18,7 +18,12 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequenc
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from steerlm.errors import SteerLMInputError, SteerLMServerError
+from steerlm.errors import (
+    SteerLMError,
+    SteerLMInputError,
+    SteerLMResponseError,
+    SteerLMServerError,
+)
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Endpoint,
@@ -28,10 +33,28 @@ from steerlm.http import (
     transport_session,
 )
 from steerlm.options import GenerationOptions
+from steerlm.response import load_json
 from steerlm.types import Completion, StreamChunk
 
 #: Environment variable with the server URL, when ``base_url`` is not given.
 BASE_URL_ENV = "STEERLM_BASE_URL"
+
+
+_NO_RETRY = RetryPolicy(max_retries=0)
+
+
+def _json_object(response: HttpResponse) -> dict[str, Any]:
+    if response.status != 200:
+        raise SteerLMServerError("", response.status, response.text)
+    body = load_json("", response.status, response.text)
+    if not isinstance(body, dict):
+        raise SteerLMResponseError("", "not a JSON object", response.text)
+    return body
+
+
+def positive_int(value: Any) -> int | None:
+    """``value`` when it is a positive integer (not a bool), else None."""
+    return value if type(value) is int and value > 0 else None
 
 
 def url_path(url: str) -> str:
@@ -126,6 +149,8 @@ class Transport(ABC):
         self.endpoint = Endpoint.parse(resolve_base_url(base_url, self.default_base_url))
         self.coalesce = coalesce
         self._model = model
+        self._context_window: int | None = None
+        self._context_window_known = False
 
     @property
     def base_url(self) -> str:
@@ -187,6 +212,48 @@ class Transport(ABC):
         """Async :meth:`stream`."""
         completion = (await self.agenerate([prompt], options, stops))[0]
         yield StreamChunk(completion.text, completion)
+
+    # -- what the server says about itself ---------------------------------------------------
+
+    def server_context_window(self) -> int | None:
+        """The context length (prompt plus answer tokens) the server reports, if it does.
+
+        Asked lazily, once per transport (copies of a model share it), without retries:
+        a server that cannot be reached now is asked again next time; one that answered
+        without saying is not.
+        """
+        if not self._context_window_known:
+            try:
+                self._context_window = self.probe_context_window()
+            except SteerLMError:
+                return None
+            self._context_window_known = True
+        return self._context_window
+
+    def probe_context_window(self) -> int | None:
+        """Ask the server for its context length (one request, no retries); None when
+        its answer does not say. This default knows no way to ask.
+
+        Raises:
+            SteerLMError: The server could not be asked (down, slow, a 5xx).
+        """
+        return None
+
+    def probe_json(self, endpoint: Endpoint) -> dict[str, Any] | None:
+        """GET ``endpoint`` once, without retries: its JSON object, or None for a 4xx or
+        an answer that is not a JSON object.
+
+        Raises:
+            SteerLMError: The server could not be reached, or failed (5xx).
+        """
+        try:
+            return self.http.request("GET", endpoint, None, _json_object, _NO_RETRY)
+        except SteerLMServerError as error:
+            if 400 <= error.status < 500:
+                return None
+            raise
+        except SteerLMResponseError:
+            return None
 
     # -- raw requests ----------------------------------------------------------------------
 

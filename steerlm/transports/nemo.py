@@ -23,7 +23,13 @@ from steerlm.options import (
     check_prompts,
 )
 from steerlm.response import decode_body, parse_generation
-from steerlm.transports.base import BASE_URL_ENV, Transport, resolve_base_url, url_path
+from steerlm.transports.base import (
+    BASE_URL_ENV,
+    Transport,
+    positive_int,
+    resolve_base_url,
+    url_path,
+)
 from steerlm.types import Completion
 
 #: NeMo's default port for ``megatron_gpt_eval.py server=True``.
@@ -156,6 +162,12 @@ class SteerLMClient(Transport):
     def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
         """NeMo's answers: a JSON object, or a validation message as a string (HTTP 200)."""
         return decode_body(url, response.status, response.text)
+
+    def probe_context_window(self) -> int | None:
+        """The dev server's ``GET /health`` says ``context_window``; NeMo itself has no
+        such route (a 404: None)."""
+        health = self.probe_json(self.endpoint.join("/health"))
+        return positive_int(health.get("context_window")) if health else None
 
     def route_hint(self) -> str | None:
         """``/generate`` or ``/v1`` in ``base_url``: the usual slips with NeMo."""

@@ -34,7 +34,7 @@ from steerlm.errors import (
 from steerlm.http import AsyncHttpStream, HttpResponse, RetryPolicy, SSEDecoder
 from steerlm.options import GenerationOptions, check_prompts
 from steerlm.response import StreamCut, cut_answer, load_json
-from steerlm.transports.base import Transport, url_path
+from steerlm.transports.base import Transport, positive_int, url_path
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
@@ -431,6 +431,32 @@ class OpenAIClient(Transport):
     def decode_answer(self, url: str, response: HttpResponse) -> dict[str, Any]:
         """OpenAI-style answers: a JSON object, errors as error objects."""
         return decode_openai_body(url, response)
+
+    def probe_context_window(self) -> int | None:
+        """vLLM (and the dev server) list ``max_model_len`` with each model of
+        ``/models``; llama.cpp's server says ``n_ctx`` in ``/props`` beside its ``/v1``."""
+        listing = self.probe_json(self._models)
+        models = listing.get("data") if listing else None
+        if isinstance(models, list):
+            entries = [m for m in models if isinstance(m, dict)]
+            ours = [m for m in entries if m.get("id") == self._model] or entries[:1]
+            found = positive_int(ours[0].get("max_model_len")) if ours else None
+            if found:
+                return found
+        path = url_path(self.endpoint.url)
+        root = self.endpoint.join("")
+        if path.endswith("/v1"):
+            root = dataclasses.replace(
+                root,
+                url=root.url[: -len("/v1")],
+                display=root.display[: -len("/v1")],
+            )
+        props = self.probe_json(root.join("/props"))
+        if not props:
+            return None
+        settings = props.get("default_generation_settings")
+        nested = settings.get("n_ctx") if isinstance(settings, dict) else None
+        return positive_int(nested) or positive_int(props.get("n_ctx"))
 
     def route_hint(self) -> str | None:
         """A ``base_url`` that is not the API root (``/v1``) is the usual slip."""

@@ -293,6 +293,9 @@ async def test_aclose_closes_the_pool_of_the_running_loop(nemo: NeMoServer) -> N
     await llm.aclose()
 
 
-def test_context_window_is_an_instance_setting() -> None:
-    assert SteerLMSettings().context_window == 4096  # the 13B preset's
-    assert SteerLMSettings(context_window=2048).context_window == 2048
+def test_context_window_is_an_instance_setting(dead_url: str) -> None:
+    # Unset, it stays None (a user's value is told apart from the preset's default); the
+    # window used is the server's, else the preset's (issue 19).
+    assert SteerLMSettings(base_url=dead_url).context_window is None
+    assert SteerLMSettings(base_url=dead_url).resolved_context_window == 4096  # the preset's
+    assert SteerLMSettings(base_url=dead_url, context_window=2048).context_window == 2048

@@ -38,14 +38,38 @@ def test_copies_keep_the_credentials_for_the_wire(raw: RawServer) -> None:
     llm = SteerLMChat(base_url=with_credentials(raw.base_url))
     llm.with_attributes(humor=3).chat(HI)
     llm.model_copy(update={"max_tokens": 7}).chat(HI)
-    assert [r.headers["authorization"] for r in raw.requests] == [BASIC_AUTH] * 2
+    generations = [r for r in raw.requests if r.line.startswith("PUT /generate")]
+    assert [r.headers["authorization"] for r in generations] == [BASIC_AUTH] * 2
+    # LlamaIndex reads metadata on each call, so the context window is asked of the
+    # server (GET /health, which this server cannot answer): with the credentials too.
+    assert {r.headers["authorization"] for r in raw.requests} == {BASIC_AUTH}
     # A round trip through JSON keeps the redacted URL only: credentials are not exported.
     assert SteerLMChat.from_json(llm.to_json()).base_url == llm.to_dict()["base_url"]
 
 
-def test_metadata_context_window_follows_the_setting() -> None:
-    assert SteerLMChat().metadata.context_window == 4096  # the 13B preset's
-    assert SteerLMChat(context_window=2048).metadata.context_window == 2048
+def test_metadata_context_window_follows_the_setting(dead_url: str) -> None:
+    # No server to ask: the preset's; a user's value always wins.
+    assert SteerLMChat(base_url=dead_url).metadata.context_window == 4096  # the 13B preset's
+    assert SteerLMChat(base_url=dead_url, context_window=2048).metadata.context_window == 2048
+
+
+def test_metadata_context_window_comes_from_the_server(nemo: NeMoServer) -> None:
+    # The dev server says its window in /health (NeMo's API) and /v1/models (vLLM's
+    # max_model_len); asked on first use, once per model and its copies (issue 19).
+    nemo.engine.context_window = 1024  # type: ignore[attr-defined]
+    try:
+        llm = SteerLMChat(base_url=nemo.base_url)
+        assert llm.context_window is None  # not asked at construction
+        assert llm.metadata.context_window == 1024
+        v1 = SteerLMChat(base_url=f"{nemo.base_url}/v1", api="openai")
+        assert v1.metadata.context_window == 1024
+        nemo.engine.context_window = 512  # type: ignore[attr-defined]
+        assert llm.with_attributes(humor=1).metadata.context_window == 1024  # asked once
+        assert (
+            SteerLMChat(base_url=nemo.base_url, context_window=300).metadata.context_window == 300
+        )
+    finally:
+        nemo.engine.context_window = 2048  # type: ignore[attr-defined]
 
 
 def test_close_and_aclose_release_connections(nemo: NeMoServer) -> None:
