@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from steerlm.server.app import NeMoServer, serve_in_thread
-from steerlm.server.engines import ScriptedEngine
 from steerlm.server.process import DevServer, dev_server, free_port
+from steerlm.server.scripted_engine import ScriptedEngine
 from tests.raw_server import RawServer
 
 

@@ -21,7 +21,7 @@ from llama_index.core.llms import ChatMessage, MessageRole
 from langchain_steerlm import SteerLMChat as LangChainChat
 from llamaindex_steerlm import SteerLMChat as LlamaIndexChat
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import FakeTokenizer, ScriptedEngine, TokenizerKind
+from steerlm.server.scripted_engine import FakeTokenizer, ScriptedEngine, TokenizerKind
 
 T = TypeVar("T")
 

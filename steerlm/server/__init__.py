@@ -1,17 +1,17 @@
 """A NeMo-compatible text-generation server for development and tests.
 
-``NeMoServer`` speaks ``PUT /generate`` like NeMo's ``megatron_gpt_eval.py server=True``;
-engines generate: ``ScriptedEngine`` (deterministic, for exact test cases) and
-``LlamaEngine`` (a real GGUF model on the CPU, needs the ``[server]`` extra).
+``NeMoServer`` speaks ``PUT /generate`` like NeMo's ``megatron_gpt_eval.py server=True``
+(and vLLM's ``/v1/completions``); engines generate: ``ScriptedEngine`` (deterministic, for
+exact test cases; standard library only) and ``LlamaEngine`` in
+:mod:`steerlm.server.llama_engine` (a real GGUF model on the CPU, needs the ``[server]``
+extra, which only that module imports).
 """
 
-from steerlm._extras import require_extra
-
-require_extra("steerlm.server", "server", ("llama_cpp",))
-
-from steerlm.server.app import Fault, NeMoServer, serve_in_thread  # noqa: E402
-from steerlm.server.engines import Engine, Generation, ScriptedEngine  # noqa: E402
-from steerlm.server.protocol import GenerateParams  # noqa: E402
+from steerlm.server.app import NeMoServer, serve_in_thread
+from steerlm.server.engine import Engine, Generation
+from steerlm.server.protocol import GenerateParams
+from steerlm.server.scripted_engine import ScriptedEngine
+from steerlm.server.service import Fault
 
 __all__ = [
     "Engine",

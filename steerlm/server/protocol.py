@@ -1,16 +1,24 @@
 """NeMo's ``PUT /generate`` request rules, as ``text_generation_server.py`` applies them.
 
-Validation failures are returned, not raised: NeMo answers them with HTTP 200 and a JSON
-string body (400 for too many sentences), and so does this server.
+Validation failures are raised as :class:`RejectionError`, carrying what NeMo answers:
+HTTP 200 and a JSON string body (400 for too many sentences), and so does this server.
+
+The NeMo facts the server needs are defined here once (:data:`END_OF_TEXT`,
+:data:`MAX_SENTENCES`), apart from the client's copies in ``steerlm.options``: the dev
+server is the reference the client is tested against, so it does not share the
+client's values (a wrong constant there then fails the tests instead of agreeing).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: NeMo's default end string; end-of-sequence stops generation while it is listed.
 END_OF_TEXT = "<|endoftext|>"
+#: Most sentences one ``PUT /generate`` takes (HTTP 400 above).
 MAX_SENTENCES = 128
 
 #: NeMo releases the server can mimic, each standing for a range of releases whose
@@ -96,12 +104,23 @@ def release(nemo_version: str) -> tuple[int, int]:
     return (int(major), int(minor))
 
 
+def known_keys(nemo_version: str) -> frozenset[str]:
+    """The request keys a release knows; it logs and ignores the others."""
+    version = release(nemo_version)
+    known = KNOWN_KEYS
+    if version < (1, 21):
+        known -= _KEYS_FROM_1_21
+    if version < (1, 18):
+        known -= _KEYS_FROM_1_18
+    return known
+
+
 def _release_defaults(nemo_version: str) -> dict[str, Any]:
     # text_generation_server.py: repetition_penalty defaults to 1.2 up to 2.0.0, 1.0 from 2.1.0.
     return {"repetition_penalty": 1.2 if release(nemo_version) < (2, 1) else 1.0}
 
 
-def _dropped_by_generate(nemo_version: str, sent: dict[str, Any]) -> dict[str, Any]:
+def _dropped_by_generate(nemo_version: str, sent: Mapping[str, Any]) -> dict[str, Any]:
     """Values NeMo validates but never passes on to sampling, by release.
 
     From 1.20 ``generate()`` grew ``compute_attention_mask, compute_logprob`` before
@@ -123,6 +142,32 @@ def _dropped_by_generate(nemo_version: str, sent: dict[str, Any]) -> dict[str, A
     return dropped
 
 
+def unapplied_keys(nemo_version: str, sent: Mapping[str, Any]) -> list[str]:
+    """Keys of ``sent`` that the release validates but whose value sampling never uses.
+
+    Only values that would change something count: a ``repetition_penalty`` of 1.0 sent to
+    NeMo 1.20+ is dropped for the 1.0 it already was. Keys the release does not know are
+    not listed (they are logged as not allowed).
+    """
+    known = known_keys(nemo_version)
+    dropped = _dropped_by_generate(nemo_version, sent)
+    return [
+        key for key, used in dropped.items() if key in sent and key in known and sent[key] != used
+    ]
+
+
+def newest_release_applying(key: str) -> str:
+    """The newest ``nemo_version`` whose ``generate()`` applies a sent ``key``.
+
+    Raises:
+        ValueError: No release applies it.
+    """
+    for name in reversed(NEMO_VERSIONS):
+        if key in known_keys(name) and key not in _dropped_by_generate(name, {}):
+            return name
+    raise ValueError(f"no NeMo release applies {key}")
+
+
 def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], GenerateParams]:
     """Validate a request body the way NeMo does.
 
@@ -133,12 +178,7 @@ def parse_request(body: dict[str, Any], nemo_version: str) -> tuple[list[str], G
         KeyError: ``sentences`` is missing (NeMo answers HTTP 500).
         RejectionError: A value fails NeMo's checks.
     """
-    version = release(nemo_version)
-    known = KNOWN_KEYS
-    if version < (1, 21):
-        known -= _KEYS_FROM_1_21
-    if version < (1, 18):
-        known -= _KEYS_FROM_1_18
+    known = known_keys(nemo_version)
     for key in body:
         if key not in known:
             log.error("The request key %s is not allowed", key)

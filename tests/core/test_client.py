@@ -21,7 +21,7 @@ from steerlm import (
     Turn,
 )
 from steerlm.server.app import Fault, NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 
 QUESTION = [Turn("user", "Hi")]
 

@@ -16,8 +16,8 @@ import pytest
 from langchain_steerlm import SteerLMChat
 from steerlm import SteerLMInputError, SteerLMServerError
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine
 from steerlm.server.protocol import Rejection, RejectionError
+from steerlm.server.scripted_engine import ScriptedEngine
 
 CALLERS = 64
 STEP = 0.002  # seconds per decoding step: a request of 5 tokens takes about 10 ms

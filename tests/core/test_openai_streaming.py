@@ -24,7 +24,7 @@ from steerlm.http import SSEDecoder
 from steerlm.options import GenerationOptions
 from steerlm.response import StreamCut, cut_answer
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 from steerlm.transports.openai import OpenAIClient
 from steerlm.types import StreamChunk
 from tests.raw_server import Pause, RawServer

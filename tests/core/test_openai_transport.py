@@ -24,7 +24,7 @@ from steerlm import (
 )
 from steerlm.options import GenerationOptions
 from steerlm.server.app import Fault, NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 from steerlm.transports.openai import OpenAIClient
 from tests.raw_server import SECRET, RawServer, response
 

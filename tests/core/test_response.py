@@ -7,7 +7,7 @@ import pytest
 from steerlm import Completion, SteerLMSettings, Turn
 from steerlm.response import count_tokens, extract_answer
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 
 QUESTION = [Turn("user", "Hi")]
 

@@ -42,7 +42,7 @@ from steerlm.http import (
     RetryPolicy,
 )
 from steerlm.server.app import Fault, NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 from tests.raw_server import (
     ANSWER,
     BASIC_AUTH,

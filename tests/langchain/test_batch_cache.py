@@ -11,7 +11,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 
 from langchain_steerlm import SteerLMChat
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine
+from steerlm.server.scripted_engine import ScriptedEngine
 
 
 class CountingRateLimiter(BaseRateLimiter):

@@ -194,6 +194,13 @@ def test_a_prompt_longer_than_the_context_is_refused_with_the_counts(
     assert "--ctx" in message
 
 
+def test_the_llama_engine_reports_its_context_window(real_server_url: str) -> None:
+    health = requests.get(f"{real_server_url}/health", timeout=10).json()
+    assert (health["engine"], health["context_window"]) == ("llama", 2048)  # --ctx default
+    models = requests.get(f"{real_server_url}/v1/models", timeout=10).json()["data"]
+    assert [(m["id"], m["max_model_len"]) for m in models] == [("llama", 2048)]
+
+
 def test_chat_mode_answers_after_the_label_line_in_nemo_shape(real_server_url: str) -> None:
     prompts = [steerlm_prompt(QUESTIONS[0], humor=humor) for humor in (0, 9)]
     answer = generate(
@@ -245,7 +252,7 @@ def test_the_engine_stops_when_cancelled() -> None:
     generations = engine.generate(
         [PROMPT, PROMPT],
         GenerateParams(tokens_to_generate=500, greedy=True, end_strings=()),
-        cancelled,
+        cancelled=cancelled,
     )
     assert all(g.generated_tokens < 10 for g in generations)
 

@@ -6,21 +6,22 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import requests
 
 from steerlm.server.app import MAX_BODY_BYTES, NeMoServer, escape_for_log, serve_in_thread
-from steerlm.server.engines import Generation, ScriptedEngine
+from steerlm.server.engine import Cancelled, Generation, TokenSink
 from steerlm.server.protocol import GenerateParams
+from steerlm.server.scripted_engine import ScriptedEngine
 
 
 class SlowEngine:
-    """A cancellable engine that 'generates' one token per 10 ms, up to ``steps`` tokens."""
+    """An engine that 'generates' one token per 10 ms, up to ``steps``, until cancelled."""
 
     name = "slow"
-    cancellable = True
+    context_window = 4096
 
     def __init__(self, steps: int = 3000) -> None:
         self.steps = steps
@@ -32,7 +33,9 @@ class SlowEngine:
         self,
         prompts: Sequence[str],
         params: GenerateParams,
-        cancelled: Callable[[], bool] | None = None,
+        *,
+        cancelled: Cancelled | None = None,
+        on_token: TokenSink | None = None,
     ) -> list[Generation]:
         self.started.set()
         step = 0

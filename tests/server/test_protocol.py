@@ -7,9 +7,15 @@ from typing import Any
 import pytest
 import requests
 
+from steerlm.response import BYTE_TO_UNICODE
 from steerlm.server.app import NeMoServer
-from steerlm.server.engines import ScriptedEngine, TokenizerKind
 from steerlm.server.protocol import parse_request
+from steerlm.server.scripted_engine import (
+    GPT2_BYTE_CHARS,
+    GPT2_CHAR_BYTES,
+    ScriptedEngine,
+    TokenizerKind,
+)
 
 
 def put(nemo: NeMoServer, body: Any) -> requests.Response:
@@ -188,6 +194,18 @@ def test_tokenizer_echoes(
     prompt = "<extra_id_1>User\nQ\n<extra_id_1>Assistant\n"
     body = {"sentences": [prompt], "end_strings": ["<extra_id_1>", "<|endoftext|>"]}
     assert put(nemo, body).json()["sentences"] == [sentence]
+
+
+def test_the_byte_level_table_is_gpt2s() -> None:
+    # Pieces as they are in GPT-2's vocab.json: space, newline, tab, DEL, NBSP, soft hyphen.
+    assert [GPT2_BYTE_CHARS[b] for b in (0x20, 0x0A, 0x09, 0x7F, 0xA0, 0xAD)] == list("ĠĊĉġłŃ")
+    assert "".join(GPT2_BYTE_CHARS[b] for b in " café".encode()) == "ĠcafÃ©"
+    assert len(GPT2_CHAR_BYTES) == 256 and all(
+        GPT2_CHAR_BYTES[GPT2_BYTE_CHARS[b]] == b for b in range(256)
+    )
+    # Written apart from the client's table on purpose: here the two are checked against
+    # each other, so a mistake in either shows.
+    assert GPT2_BYTE_CHARS == BYTE_TO_UNICODE
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ from langchain_steerlm import SteerLMChat as LangChainSteerLM
 from llamaindex_steerlm import SteerLMChat as LlamaIndexSteerLM
 from steerlm import SteerLMServerError
 from steerlm.server.app import NeMoServer, serve_in_thread
-from steerlm.server.engines import Generation, ScriptedEngine, TokenizerKind
+from steerlm.server.engine import Cancelled, Generation, TokenSink
 from steerlm.server.protocol import GenerateParams
+from steerlm.server.scripted_engine import ScriptedEngine, TokenizerKind
 
 ANSWER = "Techno was born in Detroit in the 1980s, from funk and electro."
 TOKENS = 25  # of ANSWER, plain tokenizer: words, spaces and punctuation
@@ -297,12 +298,20 @@ class _WholeAnswers:
     """An engine that does not stream: it hands over whole answers only."""
 
     name = "whole"
+    context_window = 2048
 
     def __init__(self) -> None:
         self.scripted = ScriptedEngine()
 
-    def generate(self, prompts: Sequence[str], params: GenerateParams) -> list[Generation]:
-        return self.scripted.generate(prompts, params)
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerateParams,
+        *,
+        cancelled: Cancelled | None = None,
+        on_token: TokenSink | None = None,  # never called: this engine does not stream
+    ) -> list[Generation]:
+        return self.scripted.generate(prompts, params, cancelled=cancelled)
 
 
 def test_an_engine_that_does_not_stream_sends_its_events_at_the_end() -> None:

@@ -1,4 +1,11 @@
-"""Generation engines behind the NeMo-compatible server, and the scripted test engine."""
+"""The scripted engine: deterministic answers the test chooses, tokenized and stopped as NeMo does.
+
+It imitates the tokenizers NeMo serves with (:class:`FakeTokenizer`) and each release's
+stop rules, so the client's handling of echoes, offsets and end strings is tested against
+NeMo's behaviour. Its byte-level BPE table (:data:`GPT2_BYTE_CHARS`) is written here on
+purpose, not imported from the client (``steerlm.response``): a mistake in the client's
+table then shows up in the tests instead of being shared by both sides.
+"""
 
 from __future__ import annotations
 
@@ -7,104 +14,47 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
-from steerlm.response import BYTE_TO_UNICODE, UNICODE_TO_BYTE
-from steerlm.server.protocol import GenerateParams, release
+from steerlm.server.engine import (
+    Cancelled,
+    Generation,
+    TextDeltas,
+    TokenSink,
+    generated_text,
+    nemo_offsets,
+    too_long,
+)
+from steerlm.server.protocol import (
+    END_OF_TEXT,
+    GenerateParams,
+    Rejection,
+    RejectionError,
+    release,
+)
 
-
-@dataclass(frozen=True)
-class Generation:
-    """One prompt's share of the answer, in NeMo's terms.
-
-    ``sentence`` is prompt plus generated text as decoded; ``tokens``, ``token_ids`` and
-    ``offsets`` (NeMo's: summed raw token lengths, see :func:`nemo_offsets`) cover both and
-    any end-of-sequence padding; ``logprob`` has one value per token after the first, or
-    is None when not asked for.
-    """
-
-    sentence: str
-    tokens: list[str]
-    token_ids: list[int]
-    offsets: list[int]
-    logprob: list[float] | None
-    generated_tokens: int
-
-
-class Engine(Protocol):
-    """What the server needs from a model."""
-
-    name: str
-
-    def generate(self, prompts: Sequence[str], params: GenerateParams) -> list[Generation]:
-        """Generate a continuation of every prompt."""
-        ...
+#: The scripted engine's default context window, the dev server's ``--ctx`` default.
+DEFAULT_CONTEXT_WINDOW = 2048
 
 
-#: Receives each piece of generated text as the engine produces it: (prompt index, text).
-TokenSink = Callable[[int, str], None]
+def _gpt2_byte_chars() -> dict[int, str]:
+    # GPT-2's encoder.py (bytes_to_unicode): the 188 printable Latin-1 bytes ("!".."~",
+    # "¡".."¬", "®".."ÿ") stand for themselves; the other 68, in byte order, become
+    # U+0100, U+0101... so that no piece holds a space or a control character.
+    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or (0xA1 <= b <= 0xFF and b != 0xAD)]
+    others = [b for b in range(256) if b not in printable]
+    return {
+        **{byte: chr(byte) for byte in printable},
+        **{byte: chr(0x100 + rank) for rank, byte in enumerate(others)},
+    }
 
 
-class StreamingEngine(Engine, Protocol):
-    """An engine that hands out each prompt's text as it generates it (``streaming = True``).
-
-    The pieces given to ``on_token`` for a prompt add up to the generated part of its
-    :class:`Generation` (see :func:`generated_text`) when generation ends normally; an
-    incomplete UTF-8 character is held back until its last byte arrives. ``cancelled`` is
-    checked between decoding steps, as for a cancellable engine.
-    """
-
-    streaming: bool
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        params: GenerateParams,
-        cancelled: Callable[[], bool] | None = None,
-        on_token: TokenSink | None = None,
-    ) -> list[Generation]:
-        """Generate, calling ``on_token(index, text)`` with each new piece of text."""
-        ...
-
-
-def generated_text(prompt: str, generation: Generation) -> str:
-    """The generated part of ``generation``: what follows the echoed prompt.
-
-    When the decoded sentence does not start with the prompt (a tokenizer that re-renders
-    it, or a BOS token in the echo), the text of the generated tokens.
-    """
-    if generation.sentence.startswith(prompt):
-        return generation.sentence[len(prompt) :]
-    return "".join(generation.tokens[len(generation.tokens) - generation.generated_tokens :])
-
-
-class TextDeltas:
-    """The new text of successive decodings of a growing answer, for a stream.
-
-    Only text that extends what was already handed out is new: a decoding that ends in an
-    incomplete UTF-8 character (U+FFFD until its last byte arrives) or that a tokenizer
-    re-renders is held back until it is settled.
-    """
-
-    def __init__(self) -> None:
-        self.sent = ""
-
-    def update(self, text: str, final: bool = False) -> str:
-        """The part of ``text`` not handed out yet; ``final``: the answer is complete."""
-        if not final:
-            text = text.rstrip("\ufffd")
-        if len(text) <= len(self.sent) or not text.startswith(self.sent):
-            return ""
-        delta, self.sent = text[len(self.sent) :], text
-        return delta
-
-
-def ending_end_string(text: str, end_strings: Iterable[str]) -> str | None:
-    """The end string ``text`` ends with, if any: NeMo stops as soon as one is generated."""
-    return next((s for s in end_strings if s and text.endswith(s)), None)
-
+#: GPT-2's byte-to-character table of byte-level BPE pieces (space "Ġ", newline "Ċ").
+GPT2_BYTE_CHARS = _gpt2_byte_chars()
+#: Its inverse, to decode pieces back to bytes.
+GPT2_CHAR_BYTES = {char: byte for byte, char in GPT2_BYTE_CHARS.items()}
 
 EchoMode = Literal["exact", "drop_markers", "respace_markers", "normalize_whitespace"]
 
@@ -118,7 +68,6 @@ EchoMode = Literal["exact", "drop_markers", "respace_markers", "normalize_whites
 TokenizerKind = Literal["plain", "sp", "sp_legacy", "hf"]
 TOKENIZER_KINDS: tuple[TokenizerKind, ...] = ("plain", "sp", "sp_legacy", "hf")
 
-END_OF_TEXT = "<|endoftext|>"
 _MARKER = re.compile(r"<extra_id_(\d+)>")
 _PIECE = re.compile(r"<extra_id_\d+>|<\|endoftext\|>|\s+|\w+|[^\w\s]")
 _UNIT = re.compile(r"\n|\t| ?[A-Za-z0-9]+| ?[^\sA-Za-z0-9]| ")
@@ -133,20 +82,6 @@ def echo(text: str, mode: EchoMode) -> str:
     if mode == "normalize_whitespace":
         return " ".join(text.split())
     return text
-
-
-def nemo_offsets(tokens: Sequence[str], zero_length: Iterable[str]) -> list[int]:
-    """``offsets`` as NeMo's ``generate()`` computes them for one row.
-
-    Not character positions: each offset adds up the lengths of the raw token strings
-    before it (``▁What``, ``<0x0A>``...), counting only the tokenizer's pad, eos, bos, cls,
-    unk, sep and mask tokens (``zero_length``) as empty.
-    """
-    special = frozenset(zero_length)
-    offsets = [0]
-    for token in tokens[:-1]:
-        offsets.append(offsets[-1] + (0 if token in special else len(token)))
-    return offsets[: len(tokens)]
 
 
 class FakeTokenizer:
@@ -195,14 +130,14 @@ class FakeTokenizer:
             if body in ("\n", "\t") or not body:
                 pieces += [lead] if lead else []
                 if body:
-                    pieces.append(f"<0x{ord(body):02X}>" if sp else BYTE_TO_UNICODE[ord(body)])
+                    pieces.append(f"<0x{ord(body):02X}>" if sp else GPT2_BYTE_CHARS[ord(body)])
             elif body.isascii():
                 pieces.append(lead + body)
             elif sp:  # SentencePiece byte fallback
                 pieces += [lead] if lead else []
                 pieces += [f"<0x{byte:02X}>" for byte in body.encode()]
             else:
-                pieces.append(lead + "".join(BYTE_TO_UNICODE[b] for b in body.encode()))
+                pieces.append(lead + "".join(GPT2_BYTE_CHARS[b] for b in body.encode()))
         return pieces
 
     def decode(self, tokens: Sequence[str]) -> str:
@@ -212,7 +147,7 @@ class FakeTokenizer:
         if self.kind == "hf":
             # NeMo's AutoTokenizer drops every special token, markers included.
             kept = [t for t in tokens if t not in self.zero_length and not _MARKER.fullmatch(t)]
-            return bytes(UNICODE_TO_BYTE[c] for t in kept for c in t).decode(errors="replace")
+            return bytes(GPT2_CHAR_BYTES[c] for t in kept for c in t).decode(errors="replace")
         if self.kind == "sp":
             return self._decode_sp(tokens)
         # Legacy SentencePiece: decode the stretches, put " <marker> " between, strip.
@@ -322,6 +257,10 @@ class ScriptedEngine:
     longest prompt, and rows that finished early are padded with end-of-sequence tokens.
     ``offsets`` follow NeMo's arithmetic (:func:`nemo_offsets`).
 
+    A prompt of ``context_window`` tokens or more is refused as the llama.cpp engine
+    refuses it (the scripted answer itself is never cut to the window, so a test may
+    script any length).
+
     Args:
         responder: Answers a prompt when no completion is queued.
         echo_mode: With the ``plain`` tokenizer, how the echo re-renders markers and
@@ -332,11 +271,12 @@ class ScriptedEngine:
             batch on a GPU does (decoding is memory-bound; the rows share each step). A
             streamed generation (``on_token``) sleeps before each step, so its first text
             leaves after one step.
+        context_window: Tokens of context it reports (``GET /health``, ``/v1/models``)
+            and refuses prompts beyond.
     """
 
     name = "scripted"
     default_answer = "This is a scripted answer."
-    streaming = True
 
     def __init__(
         self,
@@ -344,8 +284,10 @@ class ScriptedEngine:
         echo_mode: EchoMode = "exact",
         tokenizer: TokenizerKind = "plain",
         step_seconds: float = 0.0,
+        context_window: int = DEFAULT_CONTEXT_WINDOW,
     ) -> None:
         self.responder = responder
+        self.context_window = context_window
         self.step_seconds = step_seconds
         self.echo_mode: EchoMode = echo_mode
         self.tokenizer: TokenizerKind = tokenizer
@@ -363,7 +305,7 @@ class ScriptedEngine:
     def reset(self) -> None:
         """Forget queued completions; restore the plain tokenizer, exact echo, default answer.
 
-        Also no step latency and no step hook.
+        Also no step latency, no step hook and the default context window.
         """
         with self._lock:
             self._queue.clear()
@@ -372,6 +314,7 @@ class ScriptedEngine:
         self.tokenizer = "plain"
         self.step_seconds = 0.0
         self.step_hook = None
+        self.context_window = DEFAULT_CONTEXT_WINDOW
 
     def _next_completion(self, prompt: str) -> str:
         with self._lock:
@@ -383,13 +326,18 @@ class ScriptedEngine:
         self,
         prompts: Sequence[str],
         params: GenerateParams,
-        cancelled: Callable[[], bool] | None = None,
+        *,
+        cancelled: Cancelled | None = None,
         on_token: TokenSink | None = None,
     ) -> list[Generation]:
         """Generate every prompt from the script, as one NeMo batch.
 
         With ``on_token``, the rows are handed out step by step, one token each (a step
-        sleeps ``step_seconds`` and calls ``step_hook`` first), until ``cancelled()``.
+        sleeps ``step_seconds`` and calls ``step_hook`` first), until ``cancelled()``;
+        without it the whole batch is planned at once and ``cancelled`` is not consulted.
+
+        Raises:
+            RejectionError: A prompt leaves no room in the context window.
         """
         tokenizer = FakeTokenizer(self.tokenizer, self.echo_mode)
         rule = _StopRule.of(params, tokenizer)
@@ -397,6 +345,11 @@ class ScriptedEngine:
             ([tokenizer.bos] if params.add_BOS else []) + tokenizer.encode(prompt)
             for prompt in prompts
         ]
+        for index, context in enumerate(contexts):
+            if len(context) >= self.context_window:  # before any scripted answer is used
+                raise RejectionError(
+                    Rejection(200, too_long(index, len(context), self.context_window))
+                )
         longest = max((len(c) for c in contexts), default=0)
         rows: list[list[str]] = []
         for prompt, context in zip(prompts, contexts, strict=True):
@@ -444,7 +397,7 @@ class ScriptedEngine:
         rows: list[list[str]],
         counts: list[int],
         tokenizer: FakeTokenizer,
-        cancelled: Callable[[], bool] | None,
+        cancelled: Cancelled | None,
         on_token: TokenSink,
     ) -> int:
         """Hand out the planned rows one decoding step at a time; the steps taken."""
