@@ -87,18 +87,11 @@ class SteerLMClient(Transport):
     def generate(
         self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
     ) -> list[Completion]:
-        """Generate one completion per prompt.
-
-        Args:
-            prompts: Complete SteerLM prompts.
-            options: Decoding settings.
-            stops: End strings, sent to the server and applied again on the answer.
+        """Generate one completion per prompt: one request per 128 prompts, shared with
+        concurrent calls of the same options when ``coalesce`` is on (see the class).
 
         Raises:
-            SteerLMConnectionError: The server could not be reached (after retries).
-            SteerLMTimeoutError: An attempt took longer than ``timeout``.
-            SteerLMServerError: The server refused the request (or redirected it).
-            SteerLMResponseError: The answer is not a generation result, or too large.
+            SteerLMError: As :meth:`steerlm.transports.base.Transport.generate`.
         """
 
         def send(chunk: Sequence[str]) -> list[Completion]:
