@@ -17,7 +17,8 @@ DEMO_PORT ?= 5555
 .PHONY: help install unit integration test floors lint format demo serve bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DEMO_PORT)/$(DEMO_PORT)/g' \
+		| awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,10 +55,15 @@ $(VENV)-floors/.installed: pyproject.toml scripts/install-llama-cpp.sh Makefile
 	$(VENV)-floors/bin/pip install --quiet -e '.[dev]' $(FLOORS) $(FLOORS_TOOLS)
 	touch $@
 
-lint: install ## ruff and mypy
+# The docs site is built into a temporary folder and thrown away: only its warnings matter
+# (--strict: a broken link or anchor, a missing page, an unreadable docstring fails). Not
+# --quiet: it hides the warnings from the count, and the strict build then passes.
+lint: install ## ruff, mypy, and the docs site (mkdocs build --strict)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict \
+		--site-dir "$$site"; status=$$?; rm -rf "$$site"; exit $$status
 
 format: install ## Fix what ruff can
 	$(BIN)/ruff check --fix .
@@ -66,7 +72,12 @@ format: install ## Fix what ruff can
 demo: install ## Start the dev server on the embedded model and run both frameworks against it
 	$(BIN)/python examples/run_demo.py --port $(DEMO_PORT)
 
-serve: install ## The dev server on port $(DEMO_PORT)
+serve: install ## The dev server on port $(DEMO_PORT) (another: make serve DEMO_PORT=5600)
+	@if $(BIN)/python -c 'import socket, sys; sys.exit(socket.socket().connect_ex(("127.0.0.1", $(DEMO_PORT))) != 0)'; then \
+		echo "Port $(DEMO_PORT) is already in use (a dev server already running?). Use that one," \
+			"stop it, or pick another port: make serve DEMO_PORT=$$(($(DEMO_PORT) + 1))" >&2; \
+		exit 2; \
+	fi
 	$(BIN)/steerlm-server --port $(DEMO_PORT)
 
 bench: install ## Benchmarks B1-B4 (ratios from one run)
