@@ -432,7 +432,7 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         """Describe ``tools`` to the model in the system turn; parse its calls.
 
         SteerLM has no native tool calling: the tools and a fixed calling convention go
-        into the system turn (see the README), and the answer's calls are parsed into
+        into the system turn (see docs/tools.md), and the answer's calls are parsed into
         ``AIMessage.tool_calls``. Malformed calls become ``invalid_tool_calls``.
 
         Args:

@@ -190,7 +190,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
             messages: System, user, assistant and tool messages; the last one is the
                 user's.
             **kwargs: Per-call ``attributes``, ``stop``, ``max_tokens``, ``temperature``
-                and the other generation options (see the README).
+                and the other generation options (see docs/settings.md).
 
         Returns:
             The answer; ``message.additional_kwargs["attributes"]`` holds the attributes

@@ -161,7 +161,7 @@ class SteerLMSettings(GenerationFields):
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise SteerLMInputError(
                 f"Unknown argument(s) for {cls.__name__}: {', '.join(hints)}. See the "
-                "README for the settings; per-call options go to invoke/chat as keywords."
+                "settings page (docs/settings.md); per-call options go to invoke/chat as keywords."
             )
         if data.get("attributes") is not None:
             preset = data.get("preset") or cls.model_fields["preset"].default

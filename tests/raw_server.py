@@ -81,8 +81,11 @@ def answer_body(request: dict[str, Any], text: str = ANSWER) -> bytes:
     return json.dumps({"sentences": [p + text for p in request["sentences"]]}).encode()
 
 
-def ok(request: dict[str, Any]) -> bytes:
-    """A complete, correct NeMo answer."""
+def ok(request: dict[str, Any] | None) -> bytes:
+    """A complete, correct NeMo answer; a request without a JSON body (a GET, such as the
+    client's one-time ``/health`` probe) gets NeMo's 404, as its Flask app answers."""
+    if request is None:
+        return response(404, b'{"message": "Not Found"}')
     return response(200, answer_body(request))
 
 

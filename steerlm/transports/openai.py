@@ -83,7 +83,7 @@ def build_completion_body(
     ``min_tokens`` are sent only when they differ from "off", under vLLM's names, which
     TensorRT-LLM shares; llama.cpp's servers read ``top_k`` and ignore the others (its own
     name is ``repeat_penalty``, which is not sent: ``trtllm-serve`` refuses unknown keys).
-    See the README's table of which server honours which key.
+    See the table of which server honours which key in docs/openai.md.
     """
     body: dict[str, Any] = {
         "model": model,
