@@ -30,7 +30,7 @@ from steerlm.attributes import AttributesInput, merge_attributes
 from steerlm.errors import SteerLMInputError
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
 from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
-from steerlm.pipeline import CallPipeline, CallPlan
+from steerlm.pipeline import CallPipeline
 from steerlm.presets import AttributeValue, Preset, get_preset
 from steerlm.transports.base import Transport, resolve_base_url
 from steerlm.transports.registry import transport_class
@@ -38,7 +38,7 @@ from steerlm.transports.registry import transport_class
 #: Environment variable with the API key, when ``api_key`` is not given.
 API_KEY_ENV = "STEERLM_API_KEY"
 
-__all__ = ["API_KEY_ENV", "CallPlan", "SteerLMSettings"]
+__all__ = ["API_KEY_ENV", "SteerLMSettings"]
 
 
 class SteerLMSettings(GenerationFields):
@@ -274,9 +274,9 @@ class SteerLMSettings(GenerationFields):
         """
         values = tuple(getattr(self, name) for name in _OPTION_FIELDS)
         try:
-            base = _instance_options(values)
+            base = _cached_options(values)
         except TypeError:  # a field reassigned to something unhashable: say what is wrong
-            base = GenerationOptions.of(dict(zip(_OPTION_FIELDS, values, strict=True)))
+            base = _options_of(values)
         return base.replace(overrides) if overrides else base
 
     def merged_attributes(
@@ -303,11 +303,13 @@ class SteerLMSettings(GenerationFields):
 _OPTION_FIELDS = tuple(GenerationFields.model_fields)
 
 
-@functools.lru_cache(maxsize=256)
-def _instance_options(values: tuple[Any, ...]) -> GenerationOptions:
-    # The instance's own options are checked once per distinct set of values, not per call
-    # (the fields can be reassigned, so they are read each call).
+def _options_of(values: tuple[Any, ...]) -> GenerationOptions:
     return GenerationOptions.of(dict(zip(_OPTION_FIELDS, values, strict=True)))
+
+
+# The instance's own options are checked once per distinct set of values, not per call
+# (the fields can be reassigned, so they are read each call).
+_cached_options = functools.lru_cache(maxsize=256)(_options_of)
 
 
 _SECRET_FIELDS = {("api_key",), ("default_headers",), ("base_url",)}

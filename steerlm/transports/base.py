@@ -33,7 +33,6 @@ from steerlm.http import (
     transport_session,
 )
 from steerlm.options import GenerationOptions
-from steerlm.response import load_json
 from steerlm.types import Completion, StreamChunk
 
 #: Environment variable with the server URL, when ``base_url`` is not given.
@@ -41,15 +40,6 @@ BASE_URL_ENV = "STEERLM_BASE_URL"
 
 
 _NO_RETRY = RetryPolicy(max_retries=0)
-
-
-def _json_object(response: HttpResponse) -> dict[str, Any]:
-    if response.status != 200:
-        raise SteerLMServerError("", response.status, response.text)
-    body = load_json("", response.status, response.text)
-    if not isinstance(body, dict):
-        raise SteerLMResponseError("", "not a JSON object", response.text)
-    return body
 
 
 def positive_int(value: Any) -> int | None:
@@ -240,16 +230,21 @@ class Transport(ABC):
         return None
 
     def probe_json(self, endpoint: Endpoint) -> dict[str, Any] | None:
-        """GET ``endpoint`` once, without retries: its JSON object, or None for a 4xx or
-        an answer that is not a JSON object.
+        """GET ``endpoint`` once, without retries, decoded as this API's answers are: its
+        JSON object, or None for a refusal (a 4xx, or an error in a 200) or an answer that
+        is not a JSON object.
 
         Raises:
             SteerLMError: The server could not be reached, or failed (5xx).
         """
+
+        def decode(response: HttpResponse) -> dict[str, Any]:
+            return self.decode_answer(endpoint.display, response)
+
         try:
-            return self.http.request("GET", endpoint, None, _json_object, _NO_RETRY)
+            return self.http.request("GET", endpoint, None, decode, _NO_RETRY)
         except SteerLMServerError as error:
-            if 400 <= error.status < 500:
+            if error.status < 500:
                 return None
             raise
         except SteerLMResponseError:
@@ -265,13 +260,6 @@ class Transport(ABC):
         For requests the typed methods do not make (a probe, a body built by hand).
         """
         return self.http.request(method, self.endpoint.join(path), payload, self.decoder(path))
-
-    async def arequest_json(
-        self, method: str, path: str, payload: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Async :meth:`request_json`."""
-        endpoint = self.endpoint.join(path)
-        return await self.http.arequest(method, endpoint, payload, self.decoder(path))
 
     def decoder(self, path: str) -> Callable[[HttpResponse], dict[str, Any]]:
         """The decoder of answers from ``base_url + path``: :meth:`decode_answer`, with

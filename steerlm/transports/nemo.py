@@ -15,7 +15,7 @@ from steerlm.errors import (
     SteerLMResponseError,
     SteerLMServerError,
 )
-from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, HttpResponse, RetryPolicy
+from steerlm.http import HttpResponse
 from steerlm.options import (
     MAX_SENTENCES_PER_REQUEST,
     GenerationOptions,
@@ -23,13 +23,7 @@ from steerlm.options import (
     check_prompts,
 )
 from steerlm.response import decode_body, parse_generation
-from steerlm.transports.base import (
-    BASE_URL_ENV,
-    Transport,
-    positive_int,
-    resolve_base_url,
-    url_path,
-)
+from steerlm.transports.base import Transport, positive_int, url_path
 from steerlm.types import Completion
 
 #: NeMo's default port for ``megatron_gpt_eval.py server=True``.
@@ -39,15 +33,7 @@ DEFAULT_BASE_URL = "http://localhost:5555"
 #: with the same options shares its lanes.
 COALESCER = Coalescer(MAX_SENTENCES_PER_REQUEST)
 
-__all__ = [
-    "BASE_URL_ENV",
-    "COALESCER",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "RetryPolicy",
-    "SteerLMClient",
-    "resolve_base_url",
-]
+__all__ = ["COALESCER", "DEFAULT_BASE_URL", "SteerLMClient"]
 
 
 class SteerLMClient(Transport):

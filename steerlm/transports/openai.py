@@ -261,6 +261,8 @@ class OpenAIClient(Transport):
         self._model_lock = threading.Lock()
         #: Whether the server takes a prompt list: None until the first batch tells.
         self.prompt_lists: bool | None = None
+        # The /models answer once fetched (for the model name), kept for the context window.
+        self._listing: dict[str, Any] | None = None
 
     @property
     def url(self) -> str:
@@ -281,6 +283,7 @@ class OpenAIClient(Transport):
             with self._model_lock:
                 if self._model is None:
                     body = self.http.request("GET", self._models, None, self._decode_models)
+                    self._listing = body
                     self._model = self._only_model(body)
         return self._model
 
@@ -288,6 +291,7 @@ class OpenAIClient(Transport):
         """Async :meth:`served_model`."""
         if self._model is None:
             body = await self.http.arequest("GET", self._models, None, self._decode_models)
+            self._listing = body
             self._model = self._model or self._only_model(body)
         return self._model
 
@@ -435,7 +439,7 @@ class OpenAIClient(Transport):
     def probe_context_window(self) -> int | None:
         """vLLM (and the dev server) list ``max_model_len`` with each model of
         ``/models``; llama.cpp's server says ``n_ctx`` in ``/props`` beside its ``/v1``."""
-        listing = self.probe_json(self._models)
+        listing = self._listing or self.probe_json(self._models)  # fetched once at most
         models = listing.get("data") if listing else None
         if isinstance(models, list):
             entries = [m for m in models if isinstance(m, dict)]
@@ -443,14 +447,11 @@ class OpenAIClient(Transport):
             found = positive_int(ours[0].get("max_model_len")) if ours else None
             if found:
                 return found
-        path = url_path(self.endpoint.url)
-        root = self.endpoint.join("")
-        if path.endswith("/v1"):
-            root = dataclasses.replace(
-                root,
-                url=root.url[: -len("/v1")],
-                display=root.display[: -len("/v1")],
-            )
+        root = dataclasses.replace(
+            self.endpoint,
+            url=self.endpoint.url.removesuffix("/v1"),
+            display=self.endpoint.display.removesuffix("/v1"),
+        )
         props = self.probe_json(root.join("/props"))
         if not props:
             return None
