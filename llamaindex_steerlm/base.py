@@ -177,6 +177,7 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
                 "finish_reason": completion.finish_reason,
                 "stop_string": completion.stop_string,
                 **({"token_logprobs": completion.logprobs} if completion.logprobs else {}),
+                **({"best_of": completion.best_of} if completion.best_of else {}),
             },
         )
 

@@ -1,4 +1,5 @@
-"""Framework-free core of the SteerLM integrations: presets, attributes, prompts, transports."""
+"""Framework-free core of the SteerLM integrations: presets, attributes, prompts, transports,
+and the attribute model's client (:mod:`steerlm.scoring`)."""
 
 from steerlm._version import __version__
 from steerlm.attributes import encode_attributes, merge_attributes, parse_attributes
@@ -10,7 +11,9 @@ from steerlm.errors import (
     SteerLMRedirectError,
     SteerLMResponseError,
     SteerLMResponseTooLargeError,
+    SteerLMScoresError,
     SteerLMServerError,
+    SteerLMStreamEndedError,
     SteerLMTimeoutError,
 )
 from steerlm.options import GenerationOptions, build_request_body
@@ -24,6 +27,13 @@ from steerlm.presets import (
     get_preset,
 )
 from steerlm.prompt import build_prompt, neutralize_markers
+from steerlm.scoring import (
+    HELPSTEER2_ATTRIBUTES,
+    SCORER_SYSTEM_PROMPT,
+    STEERLM_ATTRIBUTES,
+    AttributeScores,
+    SteerLMScorer,
+)
 from steerlm.settings import SteerLMSettings
 from steerlm.transports import Transport, register_transport
 from steerlm.transports.nemo import DEFAULT_BASE_URL, SteerLMClient
@@ -33,7 +43,11 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_PRESET",
     "DEFAULT_SYSTEM_PROMPT",
+    "HELPSTEER2_ATTRIBUTES",
     "PRESETS",
+    "SCORER_SYSTEM_PROMPT",
+    "STEERLM_ATTRIBUTES",
+    "AttributeScores",
     "AttributeSpec",
     "CallPipeline",
     "CallPlan",
@@ -48,8 +62,11 @@ __all__ = [
     "SteerLMRedirectError",
     "SteerLMResponseError",
     "SteerLMResponseTooLargeError",
+    "SteerLMScorer",
+    "SteerLMScoresError",
     "SteerLMServerError",
     "SteerLMSettings",
+    "SteerLMStreamEndedError",
     "SteerLMTimeoutError",
     "Transport",
     "Turn",

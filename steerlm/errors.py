@@ -55,15 +55,22 @@ class SteerLMConnectionError(SteerLMError, ConnectionError):
     Attributes:
         url: The server URL (credentials redacted).
         reason: What the connection attempt ran into.
+        advice: What to start or set, for a client of another server than the chat
+            model's (it replaces the advice on NeMo's and the dev server's chat routes).
         answered_before: The server had answered this process before: it was running and
             has gone (stopped, crashed, restarting), rather than never being there.
     """
 
-    def __init__(self, url: str, reason: str, *, answered_before: bool = False) -> None:
+    def __init__(
+        self, url: str, reason: str, *, answered_before: bool = False, advice: str | None = None
+    ) -> None:
         self.url = url
         self.reason = reason
         self.answered_before = answered_before
-        if answered_before:
+        if advice is not None and not answered_before:
+            # The client of another server (the attribute model) says how to start that one.
+            message = f"Could not reach the server at {url}: {reason}. {advice}"
+        elif answered_before:
             message = (
                 f"The SteerLM server at {url} answered earlier but cannot be reached now: "
                 f"{reason}. It has stopped, crashed or is restarting: check its log (the dev "
@@ -188,6 +195,30 @@ class SteerLMResponseError(SteerLMError):
         )
 
 
+class SteerLMStreamEndedError(SteerLMResponseError):
+    """A stream ended before the server finished the answer.
+
+    The connection closed with no finish reason and no ``[DONE]``, or a ``200`` answer to
+    ``stream: true`` was neither server-sent events nor a JSON completion (a proxy's
+    page). The text received so far is in :attr:`partial`.
+
+    Attributes:
+        partial: The answer text received before the stream ended.
+    """
+
+    def __init__(self, url: str, problem: str, body: str, partial: str = "") -> None:
+        self.url = url
+        self.problem = problem
+        self.body = body
+        self.partial = partial
+        SteerLMError.__init__(
+            self,
+            f"The stream from {url} ended before the server finished it: {problem}. "
+            f"Received: {excerpt(body)}. Retry the call; if it keeps happening, check the "
+            "server's log, or a proxy between it and you that cuts or rewrites streams.",
+        )
+
+
 class SteerLMResponseTooLargeError(SteerLMResponseError):
     """The answer's decoded body is larger than ``max_response_bytes``."""
 
@@ -203,3 +234,22 @@ class SteerLMResponseTooLargeError(SteerLMResponseError):
         self.url = url
         self.problem = f"larger than {limit} bytes"
         self.body = ""
+
+
+class SteerLMScoresError(SteerLMResponseError):
+    """The attribute model answered HTTP 200, but not with the scores asked for.
+
+    No ``rewards`` output, a row width other than the number of attribute names, one row
+    too few, or (``api="nim"``) no ``logprobs``: the model served is not the one the
+    scorer's settings describe.
+    """
+
+    def __init__(self, url: str, problem: str, body: str, fix: str) -> None:
+        SteerLMError.__init__(
+            self,
+            f"The attribute model at {url} answered, but {problem}. {fix} "
+            f"It sent: {excerpt(body)}.",
+        )
+        self.url = url
+        self.problem = problem
+        self.body = body

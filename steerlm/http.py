@@ -10,7 +10,10 @@ sync (``requests``) and async (``httpx``) paths:
   not each socket read, so a server that drips bytes cannot hold a call;
 - a **size cap** on the decoded body, decoded here in bounded steps so a gzip bomb
   cannot inflate in memory;
-- **redirects** are never followed: a 3xx is a :class:`~steerlm.errors.SteerLMRedirectError`;
+- **redirects** are not followed, a 3xx is a :class:`~steerlm.errors.SteerLMRedirectError`,
+  with one exception: a 307/308 to the same URL with or without a trailing slash (FastAPI
+  apps route ``/v1/completions/``, vLLM routes ``/v1/completions``) is followed, and
+  remembered for that endpoint so later calls go straight to it;
 - **credentials** in the URL (``http://user:token@host``) go out as a Basic
   ``Authorization`` header and appear nowhere else: errors, logs and reprs show
   ``http://***@host``;
@@ -43,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import httpx
 import requests
@@ -80,6 +83,7 @@ _READ_CHUNK = 64 * 1024
 #: calls share requests, so far fewer are needed, but ``coalesce=False`` apps need them.
 POOL_SIZE = 128
 _INFLATE_STEP = 256 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 # Up to the last "@": a password with an unencoded "/" or "#" is redacted too (over-redacting
 # a path that holds "@" is the safe mistake).
 _USERINFO = re.compile(r"(?<=://)[^@\s]*@")
@@ -529,6 +533,8 @@ class HttpSession:
         self._environments: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, Any]] = {}
+        # Endpoints that answered with a trailing-slash redirect -> where they moved.
+        self._moved: dict[str, Endpoint] = {}
 
     # -- public API ------------------------------------------------------------------------
 
@@ -550,11 +556,15 @@ class HttpSession:
             SteerLMError: Every failure, after the retries it deserves.
         """
         body = None if payload is None else encode_json(endpoint.display, payload)
+        endpoint = self.moved(endpoint)
         attempt = 0
         while True:
             try:
                 return self._decoded(self._attempt(method, endpoint, body), decode)
             except SteerLMError as error:
+                if (moved := self._follow(endpoint, error)) is not None:
+                    endpoint = moved
+                    continue
                 wait = self._next_wait(attempt, error, endpoint, retry)
             time.sleep(wait)
             attempt += 1
@@ -569,12 +579,16 @@ class HttpSession:
     ) -> T:
         """Async :meth:`request`; it never blocks the event loop."""
         body = None if payload is None else encode_json(endpoint.display, payload)
+        endpoint = self.moved(endpoint)
         attempt = 0
         while True:
             try:
                 response = await self._aattempt(method, endpoint, body)
                 return self._decoded(response, decode)
             except SteerLMError as error:
+                if (moved := self._follow(endpoint, error)) is not None:
+                    endpoint = moved
+                    continue
                 wait = self._next_wait(attempt, error, endpoint, retry)
             await asyncio.sleep(wait)
             attempt += 1
@@ -607,6 +621,25 @@ class HttpSession:
                 sockets += pool.num_connections if pool is not None else 0
         return PoolState(sync_open=session is not None, sockets_opened=sockets, async_loops=loops)
 
+    def moved(self, endpoint: Endpoint) -> Endpoint:
+        """Where ``endpoint`` is really served: itself, or its trailing-slash twin once the
+        server redirected there."""
+        return self._moved.get(endpoint.url, endpoint)
+
+    def _follow(self, endpoint: Endpoint, error: SteerLMError) -> Endpoint | None:
+        """The endpoint to go to for a trailing-slash redirect (remembered); None for
+        any other error or redirect, and for a second redirect of the same request."""
+        if not isinstance(error, SteerLMRedirectError) or error.status not in (307, 308):
+            return None
+        if any(endpoint.url == target.url for target in self._moved.values()):
+            return None  # redirected back: a loop, not a slash twin
+        twin = slash_twin(endpoint, error.location)
+        if twin is None:
+            return None
+        self._moved[endpoint.url] = twin
+        logger.info("Following %s's redirect to %s (remembered)", endpoint.display, twin.display)
+        return twin
+
     def _headers(
         self, endpoint: Endpoint, body: bytes | None, stream: bool = False
     ) -> dict[str, str]:
@@ -631,11 +664,15 @@ class HttpSession:
             SteerLMError: Every failure before the stream starts, after its retries.
         """
         body = encode_json(endpoint.display, payload)
+        endpoint = self.moved(endpoint)
         attempt = 0
         while True:
             try:
                 return self._open_stream(method, endpoint, body, on_error)
             except SteerLMError as error:
+                if (moved := self._follow(endpoint, error)) is not None:
+                    endpoint = moved
+                    continue
                 wait = self._next_wait(attempt, error, endpoint)
             time.sleep(wait)
             attempt += 1
@@ -649,11 +686,15 @@ class HttpSession:
     ) -> AsyncHttpStream:
         """Async :meth:`open_stream`."""
         body = encode_json(endpoint.display, payload)
+        endpoint = self.moved(endpoint)
         attempt = 0
         while True:
             try:
                 return await self._aopen_stream(method, endpoint, body, on_error)
             except SteerLMError as error:
+                if (moved := self._follow(endpoint, error)) is not None:
+                    endpoint = moved
+                    continue
                 wait = self._next_wait(attempt, error, endpoint)
             await asyncio.sleep(wait)
             attempt += 1
@@ -969,10 +1010,22 @@ async def _close_at_loop_shutdown(
 class _Stream:
     """What both stream classes share: the session's rules and the byte count."""
 
-    def __init__(self, session: HttpSession, endpoint: Endpoint) -> None:
+    def __init__(self, session: HttpSession, endpoint: Endpoint, headers: Mapping[str, str]):
         self._session = session
         self._endpoint = endpoint
         self._size = 0
+        #: The response headers, names in lower case.
+        self.headers = {name.lower(): value for name, value in headers.items()}
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the answer (``text/event-stream``), without parameters."""
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    @property
+    def url(self) -> str:
+        """The URL the stream comes from, as it may be shown."""
+        return self._endpoint.display
 
     def _counted(self, chunk: bytes) -> bytes:
         self._size += len(chunk)
@@ -993,7 +1046,7 @@ class HttpStream(_Stream):
     """
 
     def __init__(self, session: HttpSession, endpoint: Endpoint, response: requests.Response):
-        super().__init__(session, endpoint)
+        super().__init__(session, endpoint, response.headers)
         self._response = response
 
     def __iter__(self) -> Iterator[bytes]:
@@ -1027,7 +1080,7 @@ class AsyncHttpStream(_Stream):
     """Async :class:`HttpStream`; each wait for more bytes is bounded by ``timeout``."""
 
     def __init__(self, session: HttpSession, endpoint: Endpoint, response: httpx.Response):
-        super().__init__(session, endpoint)
+        super().__init__(session, endpoint, response.headers)
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -1063,8 +1116,9 @@ class AsyncHttpStream(_Stream):
 class SSEDecoder:
     """Splits server-sent events out of bytes as they arrive; yields each event's data.
 
-    Lines end with LF or CRLF; ``data:`` lines of one event are joined with LF; comments
-    (``:``) and other fields (``event:``, ``id:``, ``retry:``) are skipped.
+    Lines end with CRLF, LF or CR (the SSE spec allows all three); ``data:`` lines of one
+    event are joined with LF; comments (``:``) and other fields (``event:``, ``id:``,
+    ``retry:``) are skipped.
     """
 
     def __init__(self) -> None:
@@ -1073,10 +1127,13 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[str]:
         """The data of every event that ``chunk`` completes."""
-        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        text = self._buffer + chunk
+        # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
+        held = b"\r" if text.endswith(b"\r") and chunk else b""
+        *lines, self._buffer = _LINE_END.split(text[: len(text) - len(held)])
+        self._buffer += held
         events = []
-        for raw_line in lines:
-            line = raw_line.removesuffix(b"\r")
+        for line in lines:
             if not line:
                 if self._data:
                     events.append("\n".join(self._data))
@@ -1089,7 +1146,35 @@ class SSEDecoder:
 
     def finish(self) -> list[str]:
         """The data of an event the stream ended without closing."""
-        return self.feed(b"\n\n")
+        rest, self._buffer = self._buffer.removesuffix(b"\r"), b""
+        return self.feed(rest + b"\n\n")
+
+
+def slash_twin(endpoint: Endpoint, location: str | None) -> Endpoint | None:
+    """``endpoint`` as moved to by a redirect to ``location``, when ``location`` is the same
+    URL with or without a trailing slash (same scheme, host, port and query); else None."""
+    if not location:
+        return None
+    here, there = urlsplit(endpoint.url), urlsplit(urljoin(endpoint.url, location))
+    if (
+        here.scheme != there.scheme
+        or (here.hostname or "").lower() != (there.hostname or "").lower()
+        or _port(here) != _port(there)
+        or here.query != there.query
+        or there.username is not None
+        or here.path == there.path
+        or here.path.rstrip("/") != there.path.rstrip("/")
+        or abs(len(here.path) - len(there.path)) != 1
+    ):
+        return None
+    url = here._replace(path=there.path).geturl()
+    slash = there.path.endswith("/")
+    display = endpoint.display + "/" if slash else endpoint.display.removesuffix("/")
+    return Endpoint(url, display, endpoint.authorization)
+
+
+def _port(parts: SplitResult) -> int | None:
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
@@ -1182,5 +1267,6 @@ __all__ = [
     "logger",
     "parse_retry_after",
     "redact_url",
+    "slash_twin",
     "transport_session",
 ]

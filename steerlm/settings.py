@@ -27,11 +27,13 @@ from pydantic import (
 )
 
 from steerlm.attributes import AttributesInput, merge_attributes
+from steerlm.best_of import best_of_settings
 from steerlm.errors import SteerLMInputError
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
 from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
 from steerlm.pipeline import CallPipeline
 from steerlm.presets import AttributeValue, Preset, get_preset
+from steerlm.scoring import DEFAULT_OBJECTIVE, SteerLMScorer
 from steerlm.transports.base import Transport, resolve_base_url
 from steerlm.transports.registry import transport_class
 
@@ -68,8 +70,15 @@ class SteerLMSettings(GenerationFields):
         "an OpenAI-compatible server (vLLM, TensorRT-LLM, NIM, llama.cpp; base_url is the "
         "API root such as http://localhost:8000/v1), with token streaming.",
     )
+    engine: str = Field(
+        default="auto",
+        description="With api='openai': the engine behind the server, whose limits and "
+        "constrained-decoding key the client follows ('vllm', 'trtllm', 'nim', 'llamacpp', "
+        "'nemo-deploy', 'nemo-deploy-ray', 'nemo-flask', 'generic'). 'auto' learns it once "
+        "from the server's /models. See docs/engines.md.",
+    )
     api_key: SecretStr | None = Field(
-        default=None,
+        default_factory=lambda: _secret_from_env(API_KEY_ENV),
         description="API key sent as 'Authorization: Bearer ...' with either api (NeMo is "
         "often behind a gateway). Falls back to $STEERLM_API_KEY. Never shown in repr, "
         "serialization, tracing or errors.",
@@ -122,6 +131,22 @@ class SteerLMSettings(GenerationFields):
         "the server reports (the dev server's /health, vLLM's max_model_len in /models, "
         "llama.cpp's /props), asked once on first use; else the preset's. See "
         "resolved_context_window.",
+    )
+    scorer: SteerLMScorer | None = Field(
+        default=None,
+        description="The attribute model (steerlm.SteerLMScorer) that best_of scores "
+        "candidates with.",
+    )
+    best_of: int = Field(
+        default=1,
+        strict=True,
+        description="Answers sampled per prompt; with more than 1, the scorer scores them "
+        "and the best by objective is returned (needs sampling: a temperature).",
+    )
+    objective: str | dict[str, float] = Field(
+        default=DEFAULT_OBJECTIVE,
+        description="What best_of maximises: an attribute name, or weights such as "
+        "{'helpfulness': 1.0, 'correctness': 1.0, 'verbosity': -0.5}.",
     )
     coalesce: bool = Field(
         default=True,
@@ -179,7 +204,7 @@ class SteerLMSettings(GenerationFields):
         # Fail at construction, not at the first call: resolve and check everything once.
         preset = get_preset(self.preset)
         merge_attributes(preset, self.attributes)
-        self.generation_options()
+        best_of_settings(self.best_of, self.scorer, self.objective, self.generation_options())
         normalize_stop(self.stop)
         if self.context_window is not None and self.context_window < 1:
             raise SteerLMInputError(
@@ -194,6 +219,7 @@ class SteerLMSettings(GenerationFields):
             max_response_bytes=self.max_response_bytes,
             headers=self._headers(),
             coalesce=self.coalesce,
+            engine=self.engine,
         )
         # The URL really used (from the environment or the default), credentials kept.
         self.base_url = resolve_base_url(self.base_url, transport.default_base_url)
@@ -207,7 +233,7 @@ class SteerLMSettings(GenerationFields):
                 raise SteerLMInputError(
                     f"default_headers: header {name!r} must be a string without line breaks."
                 )
-        key = self.api_key.get_secret_value() if self.api_key else os.environ.get(API_KEY_ENV)
+        key = self.api_key.get_secret_value() if self.api_key else None
         if key:
             if any(c in key for c in "\r\n\0 "):
                 raise SteerLMInputError(
@@ -222,6 +248,11 @@ class SteerLMSettings(GenerationFields):
     def _serialize_headers(self, headers: dict[str, str] | None) -> dict[str, str] | None:
         # Header values are often credentials of a gateway: dumps show only the names.
         return {name: "***" for name in headers} if headers else headers
+
+    @field_serializer("api_key")
+    def _serialize_api_key(self, key: SecretStr | None) -> str | None:
+        # JSON dumps (LlamaIndex's to_json, tracing) show that a key is set, never the key.
+        return "**********" if key else None
 
     @field_serializer("base_url")
     def _serialize_base_url(self, url: str | None) -> str | None:
@@ -301,6 +332,12 @@ class SteerLMSettings(GenerationFields):
 
 
 _OPTION_FIELDS = tuple(GenerationFields.model_fields)
+
+
+def _secret_from_env(name: str) -> SecretStr | None:
+    """``$name`` as a secret, or None when it is unset or empty."""
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
 
 
 def _options_of(values: tuple[Any, ...]) -> GenerationOptions:

@@ -209,6 +209,61 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedAnswer:
     return ParsedAnswer(content=content, tool_calls=calls, invalid_tool_calls=invalid)
 
 
+def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The JSON schema of one call of one of ``tools``: ``{"name", "arguments"}``.
+
+    A server that constrains decoding to it (a forced tool call) answers with the bare
+    call object, which :meth:`steerlm.pipeline.CallPipeline.parse` reads as a call.
+    """
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": [tool.name]},
+                "arguments": dict(tool.parameters) or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+class ToolTextGate:
+    """Lets through the streamed text of an answer that may hold tool calls, as it comes.
+
+    What is shown is always a prefix of the content :func:`parse_tool_calls` gives for
+    the whole answer: everything from the first ``<tool_call>`` on is held back, and so
+    is text that could still become one, and whitespace at either end (the content is
+    stripped), until what follows settles it.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.shown = ""
+
+    def feed(self, delta: str) -> str:
+        """Add streamed text; returns the text newly safe to show ("" if none)."""
+        self.text += delta
+        start = self.text.find(TOOL_CALL_OPEN)
+        safe = self.text if start < 0 else self.text[:start]
+        if start < 0:  # hold back a tail that could still become "<tool_call>"
+            for size in range(min(len(TOOL_CALL_OPEN) - 1, len(safe)), 0, -1):
+                if safe.endswith(TOOL_CALL_OPEN[:size]):
+                    safe = safe[:-size]
+                    break
+        safe = safe.strip()  # grows only by appending, as the text does
+        if len(safe) <= len(self.shown) or not safe.startswith(self.shown):
+            return ""
+        new, self.shown = safe[len(self.shown) :], safe
+        return new
+
+    def rest(self, content: str) -> str:
+        """The rest of the parsed ``content`` after what was shown."""
+        return content[len(self.shown) :] if content.startswith(self.shown) else ""
+
+
 def extract_json(text: str) -> Any:
     """The JSON value in an answer, even wrapped in prose or a code fence.
 

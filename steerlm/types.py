@@ -46,21 +46,26 @@ class Completion:
 
     Attributes:
         text: The generated answer, cut at the first stop string, without it.
-        finish_reason: ``"stop"`` (stop string or end of sequence) or ``"length"``.
+        finish_reason: ``"stop"`` (stop string or end of sequence), ``"length"``, or
+            None when the server did not say (NeMo 2.x deployments) and no stop string
+            was found.
         stop_string: The stop string the answer was cut at, if any.
         usage: Token counts, or None when the server sent no token offsets.
         logprobs: Log-probabilities of the generated tokens, when asked for.
         prompt: The prompt that was sent.
         raw: This prompt's share of the server's answer (``sentences``, ``tokens``...).
+        best_of: With ``best_of`` > 1: the objective, the index of the chosen candidate,
+            and every candidate's text, scores and objective value.
     """
 
     text: str
-    finish_reason: FinishReason
+    finish_reason: FinishReason | None
     stop_string: str | None
     usage: Usage | None
     logprobs: list[float] | None
     prompt: str
     raw: dict[str, Any] = field(repr=False)
+    best_of: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

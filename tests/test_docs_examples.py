@@ -1,8 +1,9 @@
 """The README's and the docs' Python examples run as pasted, against a dev server.
 
 A ```python block right after a line ``<!-- run -->`` is runnable: it is saved to a file
-and run by this venv's Python in a fresh process, with ``STEERLM_BASE_URL`` pointing at a
-dev server that this module starts (the examples give no ``base_url``, so they read it).
+and run by this venv's Python in a fresh process, with ``STEERLM_BASE_URL`` (and
+``STEERLM_SCORER_URL``, for the attribute model) pointing at a dev server that this
+module starts (the examples give no ``base_url``, so they read it).
 ``<!-- run: FLAGS -->`` starts a server of its own with those extra ``steerlm-server``
 flags, e.g. a scripted ``--answer`` that makes tool calls visible. Python blocks without
 the comment are fragments and are not run. CONTRIBUTING.md states the same convention.
@@ -92,7 +93,8 @@ def run_example(example: Example, base_url: str, folder: Path, timeout: float) -
         result = subprocess.run(
             [sys.executable, str(script)],
             cwd=folder,
-            env={**os.environ, "STEERLM_BASE_URL": base_url},
+            # The dev server serves the attribute model on the same port.
+            env={**os.environ, "STEERLM_BASE_URL": base_url, "STEERLM_SCORER_URL": base_url},
             capture_output=True,
             text=True,
             timeout=timeout,

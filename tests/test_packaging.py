@@ -13,8 +13,8 @@ import requests
 from steerlm.server.process import free_port
 
 PUBLIC_NAMES = {
-    "langchain_steerlm": ["SteerLMChat", "__version__"],
-    "llamaindex_steerlm": ["SteerLMChat", "__version__"],
+    "langchain_steerlm": ["SteerLMChat", "SteerLMRewardModel", "__version__"],
+    "llamaindex_steerlm": ["SteerLMChat", "SteerLMEvaluator", "__version__"],
     "steerlm.server": [
         "Engine",
         "Fault",

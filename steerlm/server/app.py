@@ -24,12 +24,14 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from steerlm.server import routes
-from steerlm.server.engine import Cancelled, Engine, Generation, TokenSink
+from steerlm.server.engine import Cancelled, Engine, Generation, RatedAnswer, Scorer, TokenSink
 from steerlm.server.exchange import MAX_BODY_BYTES, Exchange
+from steerlm.server.openai_profiles import DEFAULT_PROFILE, PROFILE_NAMES
 from steerlm.server.protocol import (
     NEMO_VERSIONS,
     GenerateParams,
@@ -38,6 +40,8 @@ from steerlm.server.protocol import (
     parse_request,
     unapplied_keys,
 )
+from steerlm.server.reward_routes import DEFAULT_REWARD_MODEL
+from steerlm.server.scripted_scorer import STEERLM_ATTRIBUTES, ScriptedScorer
 from steerlm.server.service import Fault, GenerationRefused, RecentRequests
 
 __all__ = [
@@ -94,6 +98,11 @@ class NeMoServer(ThreadingHTTPServer):
         keep_requests: How many recent request bodies ``received`` keeps (0: none).
         read_timeout: Seconds a connection may stay silent before it is dropped (idle
             keep-alive) or answered 408 (a body that stops arriving).
+        scorer: Scores answers on the attribute-model routes (``/v2/...``, NIM's chat
+            route); the scripted rule when None.
+        openai_profile: The engine the ``/v1`` routes imitate (``"vllm"``,
+            ``"nemo-deploy"``...; see :mod:`steerlm.server.openai_profiles`); ``reset()``
+            returns to ``"steerlm"``, the dev server's own.
     """
 
     daemon_threads = True
@@ -109,9 +118,15 @@ class NeMoServer(ThreadingHTTPServer):
         nemo_version: str = "latest",
         keep_requests: int = KEEP_REQUESTS,
         read_timeout: float = READ_TIMEOUT,
+        scorer: Scorer | None = None,
+        openai_profile: str = DEFAULT_PROFILE,
     ) -> None:
         if nemo_version not in NEMO_VERSIONS:
             raise ValueError(f"nemo_version must be one of {NEMO_VERSIONS}, got {nemo_version!r}")
+        if openai_profile not in PROFILE_NAMES:
+            raise ValueError(
+                f"openai_profile must be one of {PROFILE_NAMES}, got {openai_profile!r}"
+            )
         self.engine = engine
         self.nemo_version = nemo_version
         self.read_timeout = read_timeout
@@ -127,6 +142,13 @@ class NeMoServer(ThreadingHTTPServer):
         self.api_key: str | None = None
         #: Seconds between the events of a /v1 stream (tests of a client leaving mid-stream).
         self.stream_interval = 0.0
+        #: The engine the /v1 routes imitate (steerlm.server.openai_profiles.PROFILES).
+        self.openai_profile = openai_profile
+        #: The attribute model: its scorer, name, output names, and recent raw bodies.
+        self.scorer: Scorer = scorer or ScriptedScorer()
+        self.reward_model = DEFAULT_REWARD_MODEL
+        self.reward_attributes: tuple[str, ...] = STEERLM_ATTRIBUTES
+        self.reward_requests = RecentRequests(keep_requests)
         # NeMo serves one generation at a time behind a global lock; so does this server.
         self.generate_lock = threading.Lock()
         # Keys whose dropped value was already logged (once per server, until reset()).
@@ -141,14 +163,18 @@ class NeMoServer(ThreadingHTTPServer):
 
     def reset(self) -> None:
         """Forget recorded requests, queued faults and warnings given; no API key, the
-        engine's model."""
+        engine's model, the default reward model name and attributes."""
         self.faults.clear()
         self.received.clear()
         self.received_headers.clear()
         self.openai_models = None
         self.api_key = None
         self.stream_interval = 0.0
+        self.openai_profile = DEFAULT_PROFILE
         self._warned_unapplied.clear()
+        self.reward_model = DEFAULT_REWARD_MODEL
+        self.reward_attributes = STEERLM_ATTRIBUTES
+        self.reward_requests.clear()
 
     @property
     def served_models(self) -> list[str]:
@@ -166,6 +192,23 @@ class NeMoServer(ThreadingHTTPServer):
             log.debug("connection from %s ended early", client_address)
             return
         log.exception("error while answering %s", client_address)
+
+    def score(self, answers: Sequence[RatedAnswer], attributes: Sequence[str]) -> list[list[float]]:
+        """Scores of ``answers`` by :attr:`scorer`, under the generation lock.
+
+        The lock is the one generation holds: a server on one small model runs one
+        request at a time, scoring or generating.
+        """
+        started = time.perf_counter()
+        with self.generate_lock:
+            rows = self.scorer.score(answers, attributes)
+        log.info(
+            "score: %d answer(s) x %d attribute(s), %.2f s",
+            len(answers),
+            len(attributes),
+            time.perf_counter() - started,
+        )
+        return rows
 
     def run(
         self,

@@ -13,9 +13,12 @@ from steerlm.presets import DEFAULT_PRESET
 from steerlm.prompt import build_prompt
 from steerlm.server import routes
 from steerlm.server.app import NeMoServer
-from steerlm.server.engine import Engine
+from steerlm.server.engine import Engine, Scorer
+from steerlm.server.openai_profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILES
 from steerlm.server.protocol import NEMO_VERSIONS, GenerateParams
+from steerlm.server.reward_routes import DEFAULT_REWARD_MODEL
 from steerlm.server.scripted_engine import DEFAULT_CONTEXT_WINDOW, ScriptedEngine
+from steerlm.server.scripted_scorer import STEERLM_ATTRIBUTES, ScriptedScorer
 from steerlm.types import Turn
 
 log = logging.getLogger("steerlm.server")
@@ -81,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the server says so when it drops one)",
     )
     parser.add_argument(
+        "--openai-profile",
+        choices=PROFILE_NAMES,
+        default=DEFAULT_PROFILE,
+        help="the engine the /v1 routes imitate, for testing a client against its limits: "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values()),
+    )
+    parser.add_argument(
         "--step-ms",
         type=float,
         default=0.0,
@@ -92,8 +102,50 @@ def build_parser() -> argparse.ArgumentParser:
         default=ScriptedEngine.default_answer,
         help="scripted engine: the answer to every prompt (default %(default)r)",
     )
+    parser.add_argument(
+        "--reward-model",
+        default=DEFAULT_REWARD_MODEL,
+        help="the attribute model's name on the /v2/models/{model}/... routes and NIM's chat "
+        "route (default %(default)s, NeMo-Aligner's). With --engine llama its scores come "
+        "from a STAND-IN: the small chat model rates each attribute 0-4 from its next-token "
+        "probabilities of the digits, one pass per attribute per answer. It is not a "
+        "trained attribute model; use it to try the wiring, not to judge answers. "
+        "--engine scripted scores by a rule tests can predict (steerlm/server/scripted_scorer.py)",
+    )
+    parser.add_argument(
+        "--reward-attributes",
+        default=",".join(STEERLM_ATTRIBUTES),
+        help="comma-separated names of the attribute model's outputs on /v2, in order; the "
+        "row width (default NeMo-Aligner's nine; one name, e.g. 'reward', for a merged-score "
+        "model)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
+
+
+def make_scorer(engine: Engine) -> Scorer:
+    """The attribute-model scorer for ``engine``: the stand-in on a real model, else scripted."""
+    if isinstance(engine, ScriptedEngine):
+        return ScriptedScorer()
+    from steerlm.server.llama_engine import LlamaEngine, LlamaScorer  # needs llama_cpp
+
+    if isinstance(engine, LlamaEngine):
+        return LlamaScorer(engine)
+    return ScriptedScorer()
+
+
+def reward_attributes(text: str) -> tuple[str, ...]:
+    """The names of ``--reward-attributes``.
+
+    Raises:
+        ValueError: No name, or a name given twice.
+    """
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or len(set(names)) != len(names):
+        raise ValueError(
+            f"--reward-attributes must name each output once, comma-separated, got {text!r}"
+        )
+    return names
 
 
 def make_engine(args: argparse.Namespace) -> Engine:
@@ -142,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(message)s")
     try:
+        attributes = reward_attributes(args.reward_attributes)
         engine = make_engine(args)
     except (RuntimeError, ValueError, ImportError) as exc:
         # One line that names the fix (e.g. the [server] extra), no traceback.
@@ -155,11 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Nobody reads the recorded requests of a standalone server.
         server = NeMoServer(
-            (args.host, args.port), engine, nemo_version=args.nemo_version, keep_requests=0
+            (args.host, args.port),
+            engine,
+            nemo_version=args.nemo_version,
+            openai_profile=args.openai_profile,
+            keep_requests=0,
+            scorer=make_scorer(engine),
         )
     except OSError as exc:
         print(f"steerlm-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    server.reward_model = args.reward_model
+    server.reward_attributes = attributes
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     model = getattr(engine, "loaded_path", "scripted answers")
     mode = getattr(engine, "prompt_mode", "")

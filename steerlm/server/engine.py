@@ -79,6 +79,28 @@ class Engine(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RatedAnswer:
+    """One answer to score, with the question it answers (empty when there is none)."""
+
+    question: str
+    answer: str
+
+
+class Scorer(Protocol):
+    """What the attribute-model routes need: scores of answers, one row per answer.
+
+    Attributes:
+        name: Says which scorer serves the routes (``scripted``, ``llama stand-in``).
+    """
+
+    name: str
+
+    def score(self, answers: Sequence[RatedAnswer], attributes: Sequence[str]) -> list[list[float]]:
+        """One row per answer, one score per attribute, in the order of ``attributes``."""
+        ...
+
+
 def generated_text(prompt: str, generation: Generation) -> str:
     """The generated part of ``generation``: what follows the echoed prompt.
 

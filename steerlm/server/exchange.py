@@ -117,6 +117,24 @@ class Exchange:
         except (ConnectionError, TimeoutError):  # the client went away: nobody to tell
             self.close_after()
 
+    def send_redirect(self, status: int, location: str) -> None:
+        """Answer with a redirect to ``location`` and no body (as Starlette's
+        ``RedirectResponse`` does).
+
+        The request body is read first, as uvicorn discards an unread one: left in the
+        socket, it would be taken for the next request on the kept-alive connection.
+        """
+        if self.method in ("POST", "PUT") and self.read_body() is None:
+            return  # a bad body was answered already
+        handler = self._handler
+        try:
+            handler.send_response(status)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+        except (ConnectionError, TimeoutError):
+            self.close_after()
+
     def start_chunks(self, content_type: str) -> None:
         """Send a 200 head for a body of chunks (:meth:`send_chunk`, :meth:`end_chunks`).
 

@@ -27,6 +27,7 @@ from steerlm.server.chat_mode import parse_steerlm_prompt  # noqa: E402
 from steerlm.server.engine import (  # noqa: E402
     Cancelled,
     Generation,
+    RatedAnswer,
     TokenSink,
     ending_end_string,
     nemo_offsets,
@@ -464,3 +465,126 @@ def _sample(scores: Any, params: GenerateParams, rng: Any) -> int:
     weights = np.cumsum(probs[keep])
     pick = int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))
     return int(keep[min(pick, len(keep) - 1)])
+
+
+#: What each attribute means, in the rating prompt (HelpSteer2's and OpenAssistant's words,
+#: shortened); an attribute not listed is named as it is.
+_ATTRIBUTE_MEANINGS = {
+    "quality": "overall quality",
+    "toxicity": "toxicity (rude, harmful or offensive content)",
+    "humor": "humor (how funny it is)",
+    "creativity": "creativity (how original it is)",
+    "helpfulness": "helpfulness (how well it answers the question)",
+    "correctness": "correctness (pertinent facts, no errors)",
+    "coherence": "coherence (consistency and clarity)",
+    "complexity": "complexity (the expertise needed to write it)",
+    "verbosity": "verbosity (how much detail it gives)",
+}
+_DIGITS = "01234"
+# Splits the rendered rating prompt into the part shared by every attribute and the rest.
+_SPLIT = "\x00ATTRIBUTE\x00"
+
+
+class LlamaScorer:
+    """A STAND-IN attribute model on the engine's small chat model: not a trained one.
+
+    A SteerLM attribute model is a regression head trained on human labels; this is the
+    small chat model asked, per attribute, to rate the answer from 0 to 4. The score is the
+    expected digit under the model's own next-token probabilities of ``0``-``4`` after the
+    rating prompt, ``sum(p(d) * d) / sum(p(d))``, so it is continuous and deterministic. It
+    exists so that the attribute-model routes work end to end on the dev server; its
+    scores follow the wording of the prompt more than the answer, and must not be used to
+    judge answers.
+
+    Cost: one pass per attribute per answer. The question and answer (the prompt's shared
+    prefix) are evaluated once per answer; each attribute then evaluates only its short
+    suffix on top of that KV cache and removes it again (``llama_memory_seq_rm``).
+
+    Args:
+        engine: The engine whose model and context it uses (the server's lock keeps it
+            from running while the engine generates).
+    """
+
+    name = "llama stand-in"
+
+    def __init__(self, engine: LlamaEngine) -> None:
+        self.engine = engine
+        self._digit_ids = [engine._tokenize(d, add_bos=False) for d in _DIGITS]
+        if any(len(ids) != 1 for ids in self._digit_ids):
+            raise ModelFileError(
+                f"{engine.model_path}: the digits 0-4 are not single tokens, which the "
+                "stand-in scorer needs"
+            )
+
+    def _parts(self, question: str, answer: str) -> tuple[str, str]:
+        """The rating prompt as (shared prefix, suffix template with ``{what}``)."""
+        asked = f"Question: {question}\n\n" if question else ""
+        # The instruction is in the shared prefix: each attribute's own pass is short.
+        content = (
+            f"{asked}Answer: {answer}\n\nRate the answer from 0 to 4 on the aspect named "
+            f"below. Reply with one digit.\nAspect: {_SPLIT}"
+        )
+        # A short system message of our own: the template's default one costs ~20 tokens
+        # more per answer.
+        messages = [
+            {"role": "system", "content": "You rate answers."},
+            {"role": "user", "content": content},
+        ]
+        if self.engine._chat is not None:
+            text = str(self.engine._chat(messages=messages).prompt)
+        else:
+            text = f"{content}\n"
+        prefix, _, rest = text.partition(_SPLIT)
+        return prefix, "{what}" + rest
+
+    def score(self, answers: Sequence[RatedAnswer], attributes: Sequence[str]) -> list[list[float]]:
+        """One row per answer, one expected rating (0-4) per attribute."""
+        return [self._score_one(item, attributes) for item in answers]
+
+    def _score_one(self, item: RatedAnswer, attributes: Sequence[str]) -> list[float]:
+        engine = self.engine
+        prefix, template = self._parts(item.question, item.answer)
+        suffixes = [
+            engine._tokenize(
+                template.format(what=_ATTRIBUTE_MEANINGS.get(name, name)) + "Rating: ",
+                add_bos=False,
+            )
+            for name in attributes
+        ]
+        prefix_ids = engine._tokenize(prefix, add_bos=False)
+        # Keep the end of a long answer out rather than fail: a stand-in has no context rule.
+        room = engine.n_ctx - max((len(s) for s in suffixes), default=0) - 1
+        prefix_ids = prefix_ids[: max(1, room)]
+        memory = engine._ctx.memory
+        llama_cpp.llama_memory_clear(memory, True)
+        engine._decode_prompt(0, prefix_ids)
+        row = []
+        for suffix in suffixes:
+            last = self._decode_at(len(prefix_ids), suffix)
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(engine._ctx.ctx, last), shape=(engine.n_vocab,)
+            ).astype(np.float64)
+            chosen = logits[[ids[0] for ids in self._digit_ids]]
+            weights = np.exp(chosen - chosen.max())  # the digits' share, renormalised
+            row.append(float((weights * np.arange(len(_DIGITS))).sum() / weights.sum()))
+            llama_cpp.llama_memory_seq_rm(memory, 0, len(prefix_ids), -1)
+        return row
+
+    def _decode_at(self, start: int, ids: list[int]) -> int:
+        """Evaluate ``ids`` on sequence 0 from position ``start``; the last logits' index."""
+        engine = self.engine
+        batch = engine._batch.batch
+        count = 0
+        for offset in range(0, len(ids), engine._n_batch):
+            chunk = ids[offset : offset + engine._n_batch]
+            for index, token in enumerate(chunk):
+                batch.token[index] = token
+                batch.pos[index] = start + offset + index
+                batch.seq_id[index][0] = 0
+                batch.n_seq_id[index] = 1
+                batch.logits[index] = False
+            count = len(chunk)
+            batch.logits[count - 1] = True
+            batch.n_tokens = count
+            engine._ctx.decode(engine._batch)
+        return count - 1

@@ -23,6 +23,10 @@ They answer as vLLM's OpenAI server does, on the engine and lock of ``PUT /gener
 - errors are OpenAI error objects (``{"error": {"message", "type", "code"}}``): 400 for a
   bad request (NeMo's validation messages), 401 without the API key the server was given,
   404 for an unknown model, 500 for a failed generation.
+
+That is the default profile, ``"steerlm"``. Under another (``--openai-profile``), the routes
+imitate that engine instead: its request checks, stop key, streaming or not, answer fields,
+usage unit and error shapes, as :mod:`steerlm.server.openai_profiles` describes each.
 """
 
 from __future__ import annotations
@@ -34,38 +38,28 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from steerlm.server import openai_profiles
 from steerlm.server.engine import Generation, ending_end_string, generated_text
 from steerlm.server.exchange import Exchange
+from steerlm.server.openai_profiles import ErrorShape, Profile
 from steerlm.server.protocol import END_OF_TEXT, GenerateParams
 from steerlm.server.service import BadBody, GenerationRefused, Service, receive
 
 log = logging.getLogger("steerlm.server")
 
 _WORD = re.compile(r"\s*\S+|\s+")
-# OpenAI's default for the completions API.
-_DEFAULT_MAX_TOKENS = 16
 
 
 def models(server: Service, exchange: Exchange) -> None:
-    """``GET /v1/models``: the served model names, with vLLM's ``max_model_len``."""
+    """``GET /v1/models``: the served model names, in the shape of the server's profile."""
     if not _authorized(server, exchange):
         return
-    created = int(time.time())
+    shape = openai_profiles.current(server).models
+    if shape is None:  # route_path answers 404 first; kept for a direct call
+        openai_profiles.FASTAPI_NOT_FOUND.send(exchange)
+        return
     exchange.send_json(
-        200,
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "steerlm",
-                    "max_model_len": server.engine.context_window,
-                }
-                for name in server.served_models
-            ],
-        },
+        200, shape(server.served_models, server.engine.context_window, int(time.time()))
     )
 
 
@@ -81,61 +75,115 @@ _BAD_BODY = BadBody(
 
 
 def completions(server: Service, exchange: Exchange) -> None:
-    """``POST /v1/completions``, streamed or not."""
+    """``POST /v1/completions``, streamed or not, as the server's profile answers."""
+    profile = openai_profiles.current(server)
     server.received_headers.append({k.lower(): v for k, v in exchange.headers.items()})
-    body = receive(server, exchange, _BAD_BODY, lambda: _authorized(server, exchange))
+    authorized = lambda: _authorized(server, exchange)  # noqa: E731
+    body = receive(server, exchange, profile.bad_body or _BAD_BODY, authorized)
     if body is None:
         return
+    if profile.check is not None and (refusal := profile.check(body)) is not None:
+        refusal.send(exchange)
+        return
     model = body.get("model") or server.served_models[0]
-    if model not in server.served_models:
-        _error(exchange, 404, f"The model `{model}` does not exist.", "NotFoundError")
+    if not profile.checks_model:
+        model = server.served_models[0]
+    elif model not in server.served_models:
+        profile.error(404, f"The model `{model}` does not exist.", "NotFoundError").send(exchange)
         return
     prompts = body.get("prompt")
     if isinstance(prompts, str):
         prompts = [prompts]
     if not (isinstance(prompts, list) and prompts and all(isinstance(p, str) for p in prompts)):
-        _error(exchange, 400, "prompt must be a string or a non-empty list of strings.")
+        profile.error(400, "prompt must be a string or a non-empty list of strings.", None).send(
+            exchange
+        )
         return
-    stream = body.get("stream") is True
+    stream = body.get("stream") is True and profile.streams  # others answer plain JSON
     if stream and len(prompts) > 1:
-        _error(exchange, 400, "Streaming takes one prompt.")
+        profile.error(400, "Streaming takes one prompt.", None).send(exchange)
         return
-    stops = body.get("stop") or []
+    stops = (body.get(profile.stop_key) if profile.stop_key else None) or []
     stops = [stops] if isinstance(stops, str) else stops
     if not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
-        _error(exchange, 400, "stop must be a string or a list of strings.")
+        message = f"{profile.stop_key} must be a string or a list of strings."
+        profile.error(400, message, None).send(exchange)
         return
-    request = _generate_body(body, prompts, stops)
-    head = {
-        "id": f"cmpl-{int(time.time() * 1000)}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-    }
+    request = _generate_body(body, prompts, stops, profile)
+    head = openai_profiles.answer_head(profile, body, model)
     if stream:
         options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        _stream(server, exchange, request, prompts[0], stops, head, include_usage)
+        # TensorRT-LLM's StreamOptions.include_usage defaults to True (index copy 0076e939).
+        default = profile.name == "trtllm"
+        include_usage = isinstance(options, dict) and options.get("include_usage", default) is True
+        _stream(server, exchange, request, prompts[0], stops, head, include_usage, profile)
         return
     try:
         params, generations = server.run(request, cancelled=exchange.client_gone)
     except GenerationRefused as exc:
-        _refused(exchange, exc)
+        _refused(exchange, exc, profile.error)
         return
     if exchange.client_gone():
         exchange.close_after()
         return
+    pairs = list(zip(prompts, generations, strict=True))
     choices = [
-        _choice(index, prompt, generation, params, stops)[0]
-        for index, (prompt, generation) in enumerate(zip(prompts, generations, strict=True))
+        _shaped_choice(profile, index, prompt, generation, params, stops, body)
+        for index, (prompt, generation) in enumerate(pairs)
     ]
-    exchange.send_json(200, {**head, "choices": choices, "usage": _usage(generations)})
+    answer: dict[str, Any] = {**head, "choices": choices}
+    counts = _token_counts(generations)
+    texts = [choice["text"] for choice in choices]
+    usage = openai_profiles.usage_of(profile, counts, list(prompts), texts)
+    if usage is not None:
+        answer["usage"] = usage
+    exchange.send_json(200, answer)
 
 
-def _refused(exchange: Exchange, exc: GenerationRefused) -> None:
+def _shaped_choice(
+    profile: Profile,
+    index: int,
+    prompt: str,
+    generation: Generation,
+    params: GenerateParams,
+    stops: Sequence[str],
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """One prompt's choice with the fields (and finish reason) the profile's engine sends."""
+    choice = _choice(index, prompt, generation, params, stops)[0]
+    text = generated_text(prompt, generation) if profile.keeps_stop else choice["text"]
+    logprobs = choice["logprobs"]
+    if profile.finish_reason == "absent":  # Export-Deploy's PyTriton proxy: text, logprobs
+        if logprobs is not None:  # query_llm.py#L173-L181
+            tokens, values = logprobs["tokens"], logprobs["token_logprobs"]
+            top = [{t: v} for t, v in zip(tokens, values, strict=False)]
+            logprobs = {"token_logprobs": values, "top_logprobs": top}
+        return {"text": text, "logprobs": logprobs}
+    if profile.finish_reason == "empty":  # NeMo's Flask /v1/completions (#L143-L152)
+        return {
+            "finish_reason": "",
+            "index": 0,
+            "logprobs": generation.logprob if params.wants_logprobs else None,
+            "text": text,
+            "tokens": generation.tokens,
+        }
+    if profile.finish_reason == "chars":  # Export-Deploy's Ray route (#L417-L432)
+        text = text.removesuffix(END_OF_TEXT)  # megatronllm_deployable.py#L266-L286, #L452
+        max_tokens = body.get("max_tokens", profile.defaults["max_tokens"])
+        values = logprobs["token_logprobs"] if logprobs is not None else None
+        return {
+            "text": text,
+            "index": 0,
+            "logprobs": {"token_logprobs": values, "top_logprobs": None},
+            "finish_reason": "length" if text and len(text) >= max_tokens else "stop",
+        }
+    return {**choice, "text": text, **profile.choice_extras}
+
+
+def _refused(exchange: Exchange, exc: GenerationRefused, shape: ErrorShape) -> None:
     """Answer a refused generation with an error object (before any event was sent)."""
     status, message = _refusal(exc)
-    _error(exchange, status, message, "InternalServerError" if status == 500 else None)
+    shape(status, message, "InternalServerError" if status == 500 else None).send(exchange)
 
 
 def _refusal(exc: GenerationRefused) -> tuple[int, str]:
@@ -143,9 +191,14 @@ def _refusal(exc: GenerationRefused) -> tuple[int, str]:
     return (500 if exc.status >= 500 else 400), str(message)
 
 
-def _usage(generations: Sequence[Generation]) -> dict[str, int]:
+def _token_counts(generations: Sequence[Generation]) -> tuple[int, int]:
+    """(prompt tokens, generated tokens) of a request."""
     prompt = sum(len(g.tokens) - g.generated_tokens for g in generations)
-    completion = sum(g.generated_tokens for g in generations)
+    return prompt, sum(g.generated_tokens for g in generations)
+
+
+def _usage(generations: Sequence[Generation]) -> dict[str, int]:
+    prompt, completion = _token_counts(generations)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -154,14 +207,18 @@ def _usage(generations: Sequence[Generation]) -> dict[str, int]:
 
 
 def _generate_body(
-    body: dict[str, Any], prompts: list[str], stops: Sequence[Any]
+    body: dict[str, Any], prompts: list[str], stops: Sequence[Any], profile: Profile
 ) -> dict[str, Any]:
-    temperature = body.get("temperature", 1.0)
+    defaults = profile.defaults
+    if profile.name != openai_profiles.DEFAULT_PROFILE:
+        # The engines' request models read null as "the default" (pydantic Optional fields).
+        body = {key: value for key, value in body.items() if value is not None}
+    temperature = body.get("temperature", defaults["temperature"])
     generate: dict[str, Any] = {
         "sentences": prompts,
-        "tokens_to_generate": body.get("max_tokens") or _DEFAULT_MAX_TOKENS,
-        "greedy": temperature == 0,
-        "top_p": body.get("top_p", 1.0),
+        "tokens_to_generate": body.get("max_tokens") or defaults["max_tokens"],
+        "greedy": temperature == 0 or body.get("top_k") == 1,
+        "top_p": body.get("top_p", defaults["top_p"]),
         "top_k": body.get("top_k", 0),
         "repetition_penalty": body.get("repetition_penalty", body.get("repeat_penalty", 1.0)),
         "min_tokens_to_generate": body.get("min_tokens", 0),
@@ -307,6 +364,7 @@ def _stream(
     stops: Sequence[Any],
     head: dict[str, Any],
     include_usage: bool,
+    profile: Profile,
 ) -> None:
     """Generate one prompt, sending its text as server-sent events while it is generated."""
     events = _Events(exchange, head, stops, server.stream_interval)
@@ -316,7 +374,7 @@ def _stream(
         )
     except GenerationRefused as exc:
         if not events.started:
-            _refused(exchange, exc)
+            _refused(exchange, exc, profile.error)
             return
         status, message = _refusal(exc)  # mid-stream: an error event, as vLLM sends
         kind = "InternalServerError" if status == 500 else "BadRequestError"
@@ -342,9 +400,11 @@ def _stream(
         events.text(piece)
     closing = {"index": 0, "text": "", "logprobs": None}
     closing |= {"finish_reason": final["finish_reason"], "stop_reason": final["stop_reason"]}
+    closing |= profile.choice_extras
     events.send(json.dumps({**head, "choices": [closing]}))
     if include_usage:
-        events.send(json.dumps({**head, "choices": [], "usage": _usage(generations)}))
+        usage = {**_usage(generations), **profile.usage_extras}
+        events.send(json.dumps({**head, "choices": [], "usage": usage}))
     events.end()
     if events.gone:
         server.abandoned += 1  # the client left mid-stream

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from steerlm.server.engine import Cancelled, Engine, Generation, TokenSink
+from steerlm.server.engine import Cancelled, Engine, Generation, RatedAnswer, TokenSink
 from steerlm.server.exchange import Exchange
 from steerlm.server.protocol import GenerateParams
 
@@ -78,6 +78,12 @@ class Service(Protocol):
         api_key: Bearer token ``/v1`` requests must carry; None: no check.
         stream_interval: Seconds between the events of a ``/v1`` stream.
         abandoned: Generations stopped because their client hung up.
+        openai_profile: The engine the ``/v1`` routes imitate (see
+            :mod:`steerlm.server.openai_profiles`).
+        reward_model: The attribute model's name on the ``/v2`` and NIM routes.
+        reward_attributes: The names of its outputs, in order (the width of a row).
+        reward_requests: Recent request bodies of those routes, raw:
+            ``{"path": str, "body": bytes}``.
     """
 
     engine: Engine
@@ -88,6 +94,10 @@ class Service(Protocol):
     api_key: str | None
     stream_interval: float
     abandoned: int
+    openai_profile: str
+    reward_model: str
+    reward_attributes: tuple[str, ...]
+    reward_requests: RecentRequests
 
     @property
     def served_models(self) -> list[str]:
@@ -97,6 +107,10 @@ class Service(Protocol):
     @property
     def generating(self) -> bool:
         """Whether a generation runs right now (one runs at a time)."""
+        ...
+
+    def score(self, answers: Sequence[RatedAnswer], attributes: Sequence[str]) -> list[list[float]]:
+        """Scores of ``answers`` by the server's scorer, under the generation lock."""
         ...
 
     def run(

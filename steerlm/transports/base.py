@@ -11,6 +11,7 @@ methods below. HTTP itself (retries, deadline, size cap, redirects, credentials)
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import re
 from abc import ABC, abstractmethod
@@ -106,9 +107,12 @@ class Transport(ABC):
         retry: A full :class:`~steerlm.http.RetryPolicy`; overrides ``max_retries``.
         headers: Extra headers for every request; shown nowhere.
         coalesce: Merge concurrent calls into shared requests, where the API gains by it.
+        engine: The server program behind the API, for APIs that serve several
+            (:attr:`engines`); ``"auto"`` lets the transport find out.
 
     Raises:
-        SteerLMInputError: A URL, timeout, retry count or size cap that cannot work.
+        SteerLMInputError: A URL, timeout, retry count or size cap that cannot work, or
+            an engine this API does not know.
     """
 
     #: The name ``api=`` selects this transport by (see :mod:`steerlm.transports.registry`).
@@ -121,6 +125,11 @@ class Transport(ABC):
     max_prompts_per_request: ClassVar[int | None] = None
     #: Whether the server names the model that answered in each answer (``raw["model"]``).
     reports_model: ClassVar[bool] = False
+    #: The ``engine`` names this API knows besides ``"auto"`` (servers that differ).
+    engines: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`generate` and :meth:`stream` take ``constraint=`` (a JSON schema
+    #: the answer must match, enforced by the server where its engine can).
+    constrains: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -133,7 +142,19 @@ class Transport(ABC):
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         coalesce: bool = True,
+        engine: str = "auto",
     ) -> None:
+        if engine != "auto" and engine not in self.engines:
+            known = ", ".join(map(repr, ("auto", *self.engines)))
+            close = difflib.get_close_matches(str(engine), self.engines, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            where = (
+                f"api={self.api!r} knows: {known}"
+                if self.engines
+                else (f"api={self.api!r} serves one kind of server: leave engine='auto'")
+            )
+            raise SteerLMInputError(f"Unknown engine {engine!r}.{hint} {where}.")
+        self.engine = engine
         self.http = transport_session(timeout, max_retries, max_response_bytes, retry, headers)
         self.timeout, self.retry = self.http.timeout, self.http.retry
         self.endpoint = Endpoint.parse(resolve_base_url(base_url, self.default_base_url))

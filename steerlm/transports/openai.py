@@ -7,11 +7,16 @@ redirects, credentials, logging) is :mod:`steerlm.http`'s; the stop cut is
 :func:`steerlm.response.cut_answer`, the same as NeMo's, applied incrementally to streams by
 :class:`steerlm.response.StreamCut`.
 
-Batches: many prompts go out as one request with a prompt list (vLLM, TensorRT-LLM's
-``trtllm-serve``, NIM and the dev server accept one). A server that refuses a list
-(llama-cpp-python's server takes one prompt per request) is detected on the first batch,
-and its batches then go out as concurrent requests, which continuous batching serves
-together.
+Engines differ in what they take (stop strings, prompt lists, streaming, constrained
+decoding keys, routes): each difference is a field of the engine's
+:class:`~steerlm.transports.engines.EngineProfile`, named by the ``engine`` setting or
+learnt once from ``GET /models`` (``engine="auto"``).
+
+Batches: many prompts go out as one request with a prompt list where the engine takes
+one (vLLM, TensorRT-LLM's ``trtllm-serve``, NIM and the dev server). An engine that takes
+none goes prompt by prompt; an unknown one is tried with a list on the first batch, and
+a refusal (llama-cpp-python's server takes one prompt per request) sends that batch and
+later ones as concurrent requests, which continuous batching serves together.
 """
 
 from __future__ import annotations
@@ -30,11 +35,26 @@ from steerlm.errors import (
     SteerLMInputError,
     SteerLMResponseError,
     SteerLMServerError,
+    SteerLMStreamEndedError,
 )
-from steerlm.http import AsyncHttpStream, HttpResponse, RetryPolicy, SSEDecoder
+from steerlm.http import (
+    AsyncHttpStream,
+    HttpResponse,
+    HttpStream,
+    RetryPolicy,
+    SSEDecoder,
+    logger,
+)
 from steerlm.options import GenerationOptions, check_prompts
 from steerlm.response import StreamCut, cut_answer, load_json
 from steerlm.transports.base import Transport, positive_int, url_path
+from steerlm.transports.engines import (
+    AUTO,
+    ENGINES,
+    Constraint,
+    EngineProfile,
+    detect_engine,
+)
 from steerlm.types import Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
@@ -64,49 +84,9 @@ __all__ = [
     "DEFAULT_OPENAI_BASE_URL",
     "MAX_CONCURRENT_REQUESTS",
     "OpenAIClient",
-    "build_completion_body",
     "decode_openai_body",
     "parse_completions",
 ]
-
-
-def build_completion_body(
-    model: str,
-    prompts: Sequence[str],
-    options: GenerationOptions,
-    stops: Sequence[str],
-    stream: bool = False,
-) -> dict[str, Any]:
-    """The JSON body of ``POST /completions``.
-
-    Greedy decoding is ``temperature: 0``. ``top_k``, ``repetition_penalty`` and
-    ``min_tokens`` are sent only when they differ from "off", under vLLM's names, which
-    TensorRT-LLM shares; llama.cpp's servers read ``top_k`` and ignore the others (its own
-    name is ``repeat_penalty``, which is not sent: ``trtllm-serve`` refuses unknown keys).
-    See the table of which server honours which key in docs/openai.md.
-    """
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": prompts[0] if len(prompts) == 1 else list(prompts),
-        "max_tokens": options.max_tokens,
-        "temperature": 0 if options.greedy else options.temperature,
-        "top_p": options.top_p,
-        "stop": list(stops),
-    }
-    if options.random_seed is not None:
-        body["seed"] = options.random_seed
-    if options.logprobs:
-        body["logprobs"] = 1  # the completions API's number of alternatives per token
-    if options.top_k:
-        body["top_k"] = options.top_k
-    if options.repetition_penalty != 1.0:
-        body["repetition_penalty"] = options.repetition_penalty
-    if options.min_tokens:
-        body["min_tokens"] = options.min_tokens
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return body
 
 
 def decode_openai_body(url: str, response: HttpResponse) -> dict[str, Any]:
@@ -157,13 +137,16 @@ def parse_completions(
     prompts: Sequence[str],
     stops: Sequence[str],
     options: GenerationOptions,
+    profile: EngineProfile = ENGINES["generic"],
 ) -> list[Completion]:
     """One :class:`~steerlm.types.Completion` per prompt from a ``/completions`` answer.
 
     The answer is ``choices[i].text`` cut at the earliest stop string (servers exclude the
     stop they stopped at, and a server that ignores ``stop`` would keep it). Usage is the
-    server's ``usage`` for one prompt; for a prompt list the server reports one total for
-    the whole request, so each answer's usage is None.
+    server's ``usage`` for one prompt, when ``profile`` says it counts tokens; for a
+    prompt list the server reports one total for the whole request, so each answer's
+    usage is None. A finish reason the server did not give (or that ``profile`` says
+    cannot be trusted) is None, unless the answer was cut at a stop string.
 
     Raises:
         SteerLMResponseError: No ``choices`` list with one text per prompt.
@@ -179,10 +162,11 @@ def parse_completions(
             f"no 'choices' list with one text for each of {len(prompts)} prompt(s)",
             json.dumps(body),
         )
-    ordered = sorted(choices, key=lambda c: c.get("index", 0))
-    usage = _usage(body.get("usage")) if len(prompts) == 1 else None
+    ordered = sorted(choices, key=lambda c: c.get("index") or 0)
+    usage = _usage(body.get("usage"), profile) if len(prompts) == 1 else None
+    model = body.get("model") if profile.reports_model else None
     return [
-        _completion(choice["text"], choice, prompt, stops, options, usage, body.get("model"))
+        _completion(choice["text"], choice, prompt, stops, options, usage, model, profile)
         for prompt, choice in zip(prompts, ordered, strict=True)
     ]
 
@@ -195,6 +179,7 @@ def _completion(
     options: GenerationOptions,
     usage: Usage | None,
     model: Any,
+    profile: EngineProfile,
     text: str | None = None,
     stop_string: str | None = None,
 ) -> Completion:
@@ -202,7 +187,8 @@ def _completion(
         text, stop_string = cut_answer(generated, stops)
     if stop_string is None and choice.get("stop_reason") in stops:
         stop_string = choice["stop_reason"]  # vLLM names the stop string it stopped at
-    reason: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
+    given = choice.get("finish_reason") if profile.finish_reasons else None
+    reason: FinishReason | None = given if given in ("stop", "length") else None
     if stop_string is not None:
         reason = "stop"
     return Completion(
@@ -216,8 +202,9 @@ def _completion(
     )
 
 
-def _usage(value: Any) -> Usage | None:
-    if not isinstance(value, dict):
+def _usage(value: Any, profile: EngineProfile) -> Usage | None:
+    # A count of words (NeMo's Flask app, Export-Deploy's Ray route) is not a token count.
+    if profile.usage != "tokens" or not isinstance(value, dict):
         return None
     prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
     if type(prompt) is not int or type(completion) is not int:
@@ -226,7 +213,9 @@ def _usage(value: Any) -> Usage | None:
 
 
 def _logprobs(value: Any) -> list[float] | None:
-    values = value.get("token_logprobs") if isinstance(value, dict) else None
+    # OpenAI's {"token_logprobs": [...]}, or a bare list (NeMo's Flask app); Export-Deploy's
+    # Ray route sends an object of nulls when none were computed.
+    values = value.get("token_logprobs") if isinstance(value, dict) else value
     if not isinstance(values, list):
         return None
     return [float(v) for v in values if isinstance(v, int | float)]
@@ -240,6 +229,9 @@ class OpenAIClient(Transport):
             ``$STEERLM_BASE_URL``, then :data:`DEFAULT_OPENAI_BASE_URL`.
         model: The served model's name, sent in each request; when None the server's
             ``/models`` is asked once, and its only model is used.
+        engine: The engine behind the server (a name of
+            :data:`~steerlm.transports.engines.ENGINES`), or ``"auto"``: learnt once from
+            ``GET /models``, else ``"generic"``.
         **settings: ``timeout`` (for a stream: the time to the response head, then each
             gap between arriving bytes), ``max_retries``, ``max_response_bytes`` (of a
             whole stream too), ``retry``, ``headers``, as
@@ -251,49 +243,125 @@ class OpenAIClient(Transport):
     default_base_url = DEFAULT_OPENAI_BASE_URL
     streams_tokens = True
     reports_model = True
+    engines = tuple(ENGINES)
+    constrains = True
 
     def __init__(self, base_url: str | None = None, **settings: Any) -> None:
         super().__init__(base_url, **settings)
-        self._completions = self.endpoint.join("/completions")
         self._models = self.endpoint.join("/models")
-        self._decode = self.decoder("/completions")
         self._decode_models = self.decoder("/models")
-        self._model_lock = threading.Lock()
-        #: Whether the server takes a prompt list: None until the first batch tells.
+        self._lock = threading.Lock()
+        #: Whether the server takes a prompt list: None until the engine or a batch tells.
         self.prompt_lists: bool | None = None
         # The /models answer once fetched (for the model name), kept for the context window.
         self._listing: dict[str, Any] | None = None
+        self._profile: EngineProfile | None = None
+        self._use(ENGINES["generic" if self.engine == AUTO else self.engine])
+        self._known = self.engine != AUTO and (self._model is not None)
 
     @property
     def url(self) -> str:
         """The ``/completions`` URL as it may be shown."""
         return self._completions.display
 
-    # -- model discovery -------------------------------------------------------------------
+    @property
+    def profile(self) -> EngineProfile:
+        """The engine's profile: named, learnt from the server, or ``generic`` until then."""
+        assert self._profile is not None
+        return self._profile
+
+    def _use(self, profile: EngineProfile) -> None:
+        self._profile = profile
+        self._completions = self.endpoint.join(profile.route)
+        self._decode = self.decoder(profile.route.rstrip("/"))
+        if profile.prompt_lists is not None:
+            self.prompt_lists = profile.prompt_lists
+
+    # -- engine and model discovery ----------------------------------------------------------
 
     def served_model(self) -> str:
         """The model name to send: ``model``, else the only model ``/models`` lists.
 
+        With ``engine="auto"`` the same ``GET /models`` (asked once) tells the engine.
+
         Raises:
-            SteerLMInputError: The server serves several models (they are listed); pass
-                ``model=``.
+            SteerLMInputError: The server serves several models (they are listed), or
+                lists none because it has no ``/models`` route; pass ``model=``.
             SteerLMResponseError: The server lists no model.
         """
-        if self._model is None:
-            with self._model_lock:
-                if self._model is None:
-                    body = self.http.request("GET", self._models, None, self._decode_models)
-                    self._listing = body
-                    self._model = self._only_model(body)
+        if not self._known:
+            with self._lock:
+                if not self._known:
+                    self._learn(*self._fetch_listing())
+        assert self._model is not None
         return self._model
 
     async def aserved_model(self) -> str:
         """Async :meth:`served_model`."""
-        if self._model is None:
-            body = await self.http.arequest("GET", self._models, None, self._decode_models)
-            self._listing = body
-            self._model = self._model or self._only_model(body)
+        if not self._known:
+            listing, missing = await self._afetch_listing()
+            with self._lock:
+                if not self._known:
+                    self._learn(listing, missing)
+        assert self._model is not None
         return self._model
+
+    def _fetch_listing(self) -> tuple[dict[str, Any] | None, SteerLMServerError | None]:
+        self._check_model_findable()
+        try:
+            return self.http.request("GET", self._models, None, self._decode_models), None
+        except SteerLMServerError as error:
+            return None, self._listing_refused(error)
+
+    async def _afetch_listing(self) -> tuple[dict[str, Any] | None, SteerLMServerError | None]:
+        self._check_model_findable()
+        try:
+            return await self.http.arequest("GET", self._models, None, self._decode_models), None
+        except SteerLMServerError as error:
+            return None, self._listing_refused(error)
+
+    def _check_model_findable(self) -> None:
+        if self._model is None and not self.profile.lists_models and self.engine != AUTO:
+            raise self._no_models_error(self.profile)
+
+    def _listing_refused(self, error: SteerLMServerError) -> SteerLMServerError:
+        # A 404 shows the engine by its shape. Other refusals: with a model name given the
+        # call can go on (the completions request meets 401 and 403 too: raised here).
+        if error.status != 404 and (self._model is None or error.status in (401, 403)):
+            raise error
+        return error
+
+    def _learn(self, listing: dict[str, Any] | None, refused: SteerLMServerError | None) -> None:
+        if self.engine == AUTO:
+            missing = refused.body if refused is not None and refused.status == 404 else None
+            profile = detect_engine(listing, model=self._model, missing=missing)
+            logger.info("%s: engine %r (%s)", self.base_url, profile.name, profile.summary)
+            self._use(profile)
+        if self._model is None:
+            if listing is None:
+                if self.profile.lists_models and refused is not None:
+                    raise refused  # no engine known for it: the 404 and its route hint
+                raise self._no_models_error(self.profile)
+            self._model = self._only_model(listing)
+        self._listing = listing
+        self._known = True
+
+    def _no_models_error(self, profile: EngineProfile) -> SteerLMInputError:
+        text = (
+            f"The server at {self.base_url} has no {self._models.display} route, so the "
+            "model to ask for is unknown: pass model=<the served model's name>"
+        )
+        if profile.name == "nemo-deploy":
+            text += " (NeMo 2.x Export-Deploy's service: the name it was deployed under)."
+        elif profile.name == "nemo-flask":
+            text += (
+                ". It looks like NeMo's own text-generation server (Flask): its full API "
+                "is PUT /generate, which api='nemo' uses (base_url without /v1); its "
+                "/v1/completions ignores OpenAI's stop strings and streaming."
+            )
+        else:
+            text += "."
+        return SteerLMInputError(text)
 
     def _only_model(self, body: dict[str, Any]) -> str:
         data = body.get("data")
@@ -316,9 +384,22 @@ class OpenAIClient(Transport):
     # -- whole answers ---------------------------------------------------------------------
 
     def generate(
-        self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
+        self,
+        prompts: Sequence[str],
+        options: GenerationOptions,
+        stops: Sequence[str],
+        *,
+        constraint: Constraint | None = None,
     ) -> list[Completion]:
         """Generate one completion per prompt (see the module's note on batches).
+
+        Args:
+            prompts: Complete SteerLM prompts.
+            options: Decoding settings.
+            stops: End strings, most important first (an engine with a limit gets the
+                first ones); every one is applied to each answer.
+            constraint: A JSON schema the answer must match, sent in the engine's own key
+                where it has constrained decoding (else ignored: the prompt asks for it).
 
         Raises:
             SteerLMError: As :meth:`steerlm.transports.base.Transport.generate`; an error object
@@ -326,41 +407,48 @@ class OpenAIClient(Transport):
         """
         check_prompts(prompts)
         model = self.served_model()
+        call = _Call(model, options, stops, constraint)
         refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
             try:
-                return self._complete(model, prompts, options, stops, probe=True)
+                return self._complete(call, prompts, probe=True)
             except _ListRefused:
                 refused = True
         if len(prompts) == 1:
-            return self._complete(model, prompts, options, stops)
+            return self._complete(call, prompts)
         workers = min(len(prompts), MAX_CONCURRENT_REQUESTS)
         with ThreadPoolExecutor(workers, thread_name_prefix="steerlm-batch") as pool:
-            parts = pool.map(lambda p: self._complete(model, [p], options, stops), prompts)
+            parts = pool.map(lambda p: self._complete(call, [p]), prompts)
             completions = [completion for part in parts for completion in part]
         if refused:  # the list failed where single prompts work: the server takes no lists
             self.prompt_lists = False
         return completions
 
     async def agenerate(
-        self, prompts: Sequence[str], options: GenerationOptions, stops: Sequence[str]
+        self,
+        prompts: Sequence[str],
+        options: GenerationOptions,
+        stops: Sequence[str],
+        *,
+        constraint: Constraint | None = None,
     ) -> list[Completion]:
         """Async :meth:`generate`; it never blocks the event loop."""
         check_prompts(prompts)
         model = await self.aserved_model()
+        call = _Call(model, options, stops, constraint)
         refused = False
         if len(prompts) > 1 and self.prompt_lists is not False:
             try:
-                return await self._acomplete(model, prompts, options, stops, probe=True)
+                return await self._acomplete(call, prompts, probe=True)
             except _ListRefused:
                 refused = True
         if len(prompts) == 1:
-            return await self._acomplete(model, prompts, options, stops)
+            return await self._acomplete(call, prompts)
         limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
 
         async def one(prompt: str) -> list[Completion]:
             async with limit:
-                return await self._acomplete(model, [prompt], options, stops)
+                return await self._acomplete(call, [prompt])
 
         parts = await asyncio.gather(*(one(prompt) for prompt in prompts))
         if refused:
@@ -368,38 +456,28 @@ class OpenAIClient(Transport):
         return [completion for part in parts for completion in part]
 
     def _complete(
-        self,
-        model: str,
-        prompts: Sequence[str],
-        options: GenerationOptions,
-        stops: Sequence[str],
-        probe: bool = False,
+        self, call: _Call, prompts: Sequence[str], probe: bool = False
     ) -> list[Completion]:
-        body = build_completion_body(model, prompts, options, stops)
+        body = call.body(self.profile, prompts)
         try:
             answer = self.http.request(
                 "POST", self._completions, body, self._decode, self._retry(probe)
             )
         except SteerLMError as error:
             raise self._refusal(probe, error) from None
-        return self._parsed(answer, prompts, options, stops, probe)
+        return self._parsed(answer, prompts, call, probe)
 
     async def _acomplete(
-        self,
-        model: str,
-        prompts: Sequence[str],
-        options: GenerationOptions,
-        stops: Sequence[str],
-        probe: bool = False,
+        self, call: _Call, prompts: Sequence[str], probe: bool = False
     ) -> list[Completion]:
-        body = build_completion_body(model, prompts, options, stops)
+        body = call.body(self.profile, prompts)
         try:
             answer = await self.http.arequest(
                 "POST", self._completions, body, self._decode, self._retry(probe)
             )
         except SteerLMError as error:
             raise self._refusal(probe, error) from None
-        return self._parsed(answer, prompts, options, stops, probe)
+        return self._parsed(answer, prompts, call, probe)
 
     def _retry(self, probe: bool) -> RetryPolicy | None:
         # The first prompt list: a server that cannot take lists fails the same way each
@@ -409,15 +487,12 @@ class OpenAIClient(Transport):
         return None
 
     def _parsed(
-        self,
-        answer: dict[str, Any],
-        prompts: Sequence[str],
-        options: GenerationOptions,
-        stops: Sequence[str],
-        probe: bool,
+        self, answer: dict[str, Any], prompts: Sequence[str], call: _Call, probe: bool
     ) -> list[Completion]:
         try:
-            completions = parse_completions(self.url, answer, prompts, stops, options)
+            completions = parse_completions(
+                self.url, answer, prompts, call.stops, call.options, self.profile
+            )
         except SteerLMError as error:
             raise self._refusal(probe, error) from None
         if probe:
@@ -477,24 +552,40 @@ class OpenAIClient(Transport):
     # -- streams ---------------------------------------------------------------------------
 
     def stream(
-        self, prompt: str, options: GenerationOptions, stops: Sequence[str]
+        self,
+        prompt: str,
+        options: GenerationOptions,
+        stops: Sequence[str],
+        *,
+        constraint: Constraint | None = None,
     ) -> Iterator[StreamChunk]:
         """Stream the answer to one prompt as it is generated.
 
         Yields chunks of text that are safe to show (a stop string is cut even when it
         spans chunks; text that could still become one is held back), then a last chunk
         with the whole :class:`~steerlm.types.Completion`. Closing the iterator early
-        closes the connection, so the server stops generating.
+        closes the connection, so the server stops generating. An engine that does not
+        stream (or answers ``stream: true`` with one JSON completion) gives the whole
+        answer as one chunk.
 
         Raises:
+            SteerLMStreamEndedError: The stream ended before the server finished it.
             SteerLMError: As :meth:`generate`, before or during the stream.
         """
-        model = self.served_model()
-        body = build_completion_body(model, [prompt], options, stops, stream=True)
-        reader = _StreamReader(self.url, prompt, options, stops)
+        call = _Call(self.served_model(), options, stops, constraint)
+        if not self.profile.streams:
+            completion = self._complete(call, [prompt])[0]
+            yield StreamChunk(completion.text, completion)
+            return
+        body = call.body(self.profile, [prompt], stream=True)
+        reader = _StreamReader(self.url, prompt, call, self.profile)
         with self.http.open_stream("POST", self._completions, body, self._decode) as stream:
-            decoder = SSEDecoder()
-            for data in _events(decoder, iter(stream)):
+            if reader.whole_answer(stream):
+                answer = self._decode(HttpResponse(200, stream.headers, b"".join(stream)))
+                completion = self._parsed(answer, [prompt], call, probe=False)[0]
+                yield StreamChunk(completion.text, completion)
+                return
+            for data in _events(SSEDecoder(), iter(stream)):
                 text = reader.event(data)
                 if text:
                     yield StreamChunk(text)
@@ -503,14 +594,29 @@ class OpenAIClient(Transport):
         yield reader.last_chunk()
 
     async def astream(
-        self, prompt: str, options: GenerationOptions, stops: Sequence[str]
+        self,
+        prompt: str,
+        options: GenerationOptions,
+        stops: Sequence[str],
+        *,
+        constraint: Constraint | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
         """Async :meth:`stream`."""
-        model = await self.aserved_model()
-        body = build_completion_body(model, [prompt], options, stops, stream=True)
-        reader = _StreamReader(self.url, prompt, options, stops)
+        call = _Call(await self.aserved_model(), options, stops, constraint)
+        if not self.profile.streams:
+            completion = (await self._acomplete(call, [prompt]))[0]
+            yield StreamChunk(completion.text, completion)
+            return
+        body = call.body(self.profile, [prompt], stream=True)
+        reader = _StreamReader(self.url, prompt, call, self.profile)
         stream = await self.http.aopen_stream("POST", self._completions, body, self._decode)
         async with stream:
+            if reader.whole_answer(stream):
+                raw = b"".join([chunk async for chunk in stream])
+                answer = self._decode(HttpResponse(200, stream.headers, raw))
+                completion = self._parsed(answer, [prompt], call, probe=False)[0]
+                yield StreamChunk(completion.text, completion)
+                return
             events = _aevents(SSEDecoder(), stream)
             try:
                 async for data in events:
@@ -522,6 +628,28 @@ class OpenAIClient(Transport):
             finally:
                 await events.aclose()
         yield reader.last_chunk()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What every request of one call shares."""
+
+    model: str
+    options: GenerationOptions
+    stops: Sequence[str]
+    constraint: Constraint | None
+
+    def body(
+        self, profile: EngineProfile, prompts: Sequence[str], stream: bool = False
+    ) -> dict[str, Any]:
+        return profile.body(
+            self.model,
+            prompts,
+            self.options,
+            self.stops,
+            stream=stream,
+            constraint=self.constraint,
+        )
 
 
 class _ListRefused(SteerLMError):
@@ -545,25 +673,38 @@ async def _aevents(decoder: SSEDecoder, chunks: AsyncHttpStream) -> AsyncGenerat
 class _StreamReader:
     """Turns the events of one streamed completion into safe text and a final answer."""
 
-    def __init__(
-        self, url: str, prompt: str, options: GenerationOptions, stops: Sequence[str]
-    ) -> None:
+    def __init__(self, url: str, prompt: str, call: _Call, profile: EngineProfile) -> None:
         self.url = url
         self.prompt = prompt
-        self.options = options
-        self.cut = StreamCut(stops)
+        self.call = call
+        self.profile = profile
+        self.cut = StreamCut(call.stops)
         self.finished = False  # [DONE] arrived
         self.choice: dict[str, Any] = {}
         self.usage: Usage | None = None
         self.model: Any = None
         self.logprobs: list[float] = []
+        self.last_event = ""
 
     @property
     def done(self) -> bool:
         return self.finished or self.cut.stopped
 
+    def whole_answer(self, stream: HttpStream | AsyncHttpStream) -> bool:
+        """Whether the server answered ``stream: true`` with one JSON completion (it does
+        not stream); raises for an answer that is neither that nor server-sent events."""
+        kind = stream.content_type
+        if kind == "application/json":
+            return True
+        if kind in ("text/event-stream", ""):
+            return False
+        raise SteerLMStreamEndedError(
+            self.url, f"it answered with {kind}, not server-sent events or JSON", ""
+        )
+
     def event(self, data: str) -> str:
         """Read one event's data; returns the new safe text."""
+        self.last_event = data
         if data.strip() == "[DONE]":
             self.finished = True
             return ""
@@ -576,7 +717,7 @@ class _StreamReader:
         if event.get("error"):
             raise error_from_object(self.url, 200, event["error"])
         self.model = event.get("model", self.model)
-        self.usage = _usage(event.get("usage")) or self.usage
+        self.usage = _usage(event.get("usage"), self.profile) or self.usage
         choices = event.get("choices")
         if not isinstance(choices, list) or not choices:
             return ""  # the usage-only last event of stream_options.include_usage
@@ -585,27 +726,39 @@ class _StreamReader:
             raise SteerLMResponseError(self.url, "a stream event has no text", data)
         if choice.get("finish_reason") is not None:
             self.choice = dict(choice)
-        if self.options.logprobs:
+        if self.call.options.logprobs:
             self.logprobs += _logprobs(choice.get("logprobs")) or []
         return self.cut.feed(choice.get("text") or "")
 
     def last_chunk(self) -> StreamChunk:
+        """The rest of the answer with the whole completion.
+
+        Raises:
+            SteerLMStreamEndedError: The stream ended with no finish reason, no
+                ``[DONE]`` and no stop string found: the server never finished it.
+        """
+        if not (self.done or self.choice):
+            raise SteerLMStreamEndedError(
+                self.url,
+                "the connection closed with no finish_reason and no [DONE]"
+                if self.last_event
+                else "it sent no event at all",
+                self.last_event,
+                partial=self.cut.shown,
+            )
         rest = self.cut.finish()
         completion = _completion(
             self.cut.generated,
             self.choice,
             self.prompt,
             self.cut.stops,
-            self.options,
+            self.call.options,
             self.usage,
-            self.model,
+            self.model if self.profile.reports_model else None,
+            self.profile,
             text=self.cut.shown,
             stop_string=self.cut.stop_string,
         )
-        if self.options.logprobs:
-            completion = _with_logprobs(completion, self.logprobs)
+        if self.call.options.logprobs:
+            completion = dataclasses.replace(completion, logprobs=self.logprobs)
         return StreamChunk(rest, completion)
-
-
-def _with_logprobs(completion: Completion, logprobs: list[float]) -> Completion:
-    return dataclasses.replace(completion, logprobs=logprobs)

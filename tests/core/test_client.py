@@ -44,14 +44,14 @@ def test_wire_request_sends_explicit_keys_and_greedy(nemo: NeMoServer) -> None:
         "repetition_penalty": 1.0,
         "add_BOS": False,
         "all_probs": False,
-        "end_strings": [
+        "end_strings": [  # most important first: the marker, the caller's, the preset's
             "<extra_id_1>",
+            "END",
+            "###",
             "quality:",
             "quality:9",
             "quality:0",
             "<extra_id_2>",
-            "END",
-            "###",
             "<|endoftext|>",
         ],
     }

@@ -14,9 +14,11 @@ import time
 import pytest
 
 from steerlm import (
+    SteerLMResponseError,
     SteerLMResponseTooLargeError,
     SteerLMServerError,
     SteerLMSettings,
+    SteerLMStreamEndedError,
     SteerLMTimeoutError,
     Turn,
 )
@@ -227,7 +229,7 @@ def _token(text: str) -> dict[str, object]:
 
 def test_an_error_object_mid_stream_is_a_server_error(raw: RawServer) -> None:
     raw.queue([_HEAD + _sse(_token("Hel"), {"error": {"message": "engine died", "code": 500}})])
-    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
+    client = OpenAIClient(raw.base_url + "/v1", model="m", engine="generic", max_retries=0)
     received = []
     with pytest.raises(SteerLMServerError, match="engine died"):
         for chunk in client.stream("p", GenerationOptions(), ()):
@@ -241,7 +243,9 @@ def test_the_deadline_bounds_each_gap_not_the_whole_stream(raw: RawServer) -> No
         slow_but_steady += [_sse(_token(word)), Pause(0.2)]
     slow_but_steady.append(_sse("[DONE]"))
     raw.queue(slow_but_steady, [_HEAD, _sse(_token("One")), Pause(1.2), _sse("[DONE]")])
-    client = OpenAIClient(raw.base_url + "/v1", model="m", timeout=0.6, max_retries=0)
+    client = OpenAIClient(
+        raw.base_url + "/v1", model="m", engine="generic", timeout=0.6, max_retries=0
+    )
     # 0.8 s in all, longer than the timeout, but no gap is: it completes.
     chunks = list(client.stream("p", GenerationOptions(), ()))
     assert chunks[-1].completion is not None
@@ -266,7 +270,9 @@ async def test_the_async_deadline_bounds_each_gap(raw: RawServer) -> None:
         ],
         [_HEAD, _sse(_token("One")), Pause(1.2), _sse("[DONE]")],
     )
-    client = OpenAIClient(raw.base_url + "/v1", model="m", timeout=0.6, max_retries=0)
+    client = OpenAIClient(
+        raw.base_url + "/v1", model="m", engine="generic", timeout=0.6, max_retries=0
+    )
     chunks = [chunk async for chunk in client.astream("p", GenerationOptions(), ())]
     assert chunks[-1].completion is not None
     assert chunks[-1].completion.text == "One two three four"
@@ -278,18 +284,25 @@ async def test_the_async_deadline_bounds_each_gap(raw: RawServer) -> None:
 
 def test_the_size_cap_counts_the_whole_stream(raw: RawServer) -> None:
     raw.queue([_HEAD, _sse(*[_token("x" * 100)] * 50)])
-    client = OpenAIClient(raw.base_url + "/v1", model="m", max_response_bytes=2000, max_retries=0)
+    client = OpenAIClient(
+        raw.base_url + "/v1", model="m", engine="generic", max_response_bytes=2000, max_retries=0
+    )
     with pytest.raises(SteerLMResponseTooLargeError):
         list(client.stream("p", GenerationOptions(), ()))
 
 
-async def test_a_stream_that_ends_without_done_keeps_its_last_event(raw: RawServer) -> None:
+async def test_a_stream_cut_off_mid_answer_is_an_error_with_the_partial_text(
+    raw: RawServer,
+) -> None:
+    # The connection closes with no finish_reason and no [DONE] (issue 17): the last
+    # event is still read (its blank line never came), but the answer is not whole.
     unterminated = _HEAD + _sse(_token("Hel")) + b'data: {"choices": [{"text": "lo"}]}'
     raw.queue([unterminated], [unterminated])
-    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
-    sync = list(client.stream("p", GenerationOptions(), ()))
-    assert "".join(chunk.text for chunk in sync) == "Hello"
-    chunks = [chunk async for chunk in client.astream("p", GenerationOptions(), ())]
-    assert "".join(chunk.text for chunk in chunks) == "Hello"
-    assert chunks[-1].completion is not None and chunks[-1].completion.text == "Hello"
+    client = OpenAIClient(raw.base_url + "/v1", model="m", engine="generic", max_retries=0)
+    with pytest.raises(SteerLMStreamEndedError, match="ended before the server finished"):
+        list(client.stream("p", GenerationOptions(), ()))
+    with pytest.raises(SteerLMStreamEndedError) as caught:
+        _ = [chunk async for chunk in client.astream("p", GenerationOptions(), ())]
+    assert caught.value.partial == "Hello"
+    assert isinstance(caught.value, SteerLMResponseError)
     await client.aclose()

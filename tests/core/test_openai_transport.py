@@ -55,8 +55,10 @@ def test_the_wire_request_is_the_steerlm_prompt_with_openai_names(
     assert body["max_tokens"] == 50
     assert body["temperature"] == 0  # greedy
     assert body["top_p"] == 0.9
-    assert body["stop"] == list(plan.stops)
-    assert "<|endoftext|>" in body["stop"]
+    # At most 4 (vLLM's VLLM_MAX_STOP_STRINGS, OpenAI's spec), most important first,
+    # without <|endoftext|> (these engines stop at end of sequence themselves).
+    assert body["stop"] == ["<extra_id_1>", "quality:", "quality:9", "quality:0"]
+    assert list(plan.stops) == [*body["stop"], "<extra_id_2>", "<|endoftext|>"]
     # Keys that are off are not sent (servers differ in their names and defaults).
     for key in ("top_k", "repetition_penalty", "repeat_penalty", "min_tokens", "seed"):
         assert key not in body
@@ -231,7 +233,7 @@ def test_an_error_object_in_a_200_and_the_old_vllm_form(raw: RawServer) -> None:
             )
         ],
     )
-    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
+    client = OpenAIClient(raw.base_url + "/v1", model="m", engine="generic", max_retries=0)
     with pytest.raises(SteerLMServerError) as first:
         client.generate(["p"], GenerationOptions(), [])
     assert first.value.status == 503
@@ -254,7 +256,7 @@ def test_throttling_is_retried(nemo: NeMoServer, engine: ScriptedEngine) -> None
 
 def test_a_choices_list_of_the_wrong_length_is_a_response_error(raw: RawServer) -> None:
     raw.queue([response(200, '{"choices": []}')])
-    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
+    client = OpenAIClient(raw.base_url + "/v1", model="m", engine="generic", max_retries=0)
     with pytest.raises(SteerLMResponseError, match="no 'choices' list"):
         client.generate(["p"], GenerationOptions(), [])
 
@@ -295,6 +297,26 @@ def test_api_key_falls_back_to_the_environment(
     engine.script("Hi.")
     assert llm.pipeline.send(llm.pipeline.plan([QUESTION], {}))[0].text == "Hi."
     assert nemo.received_headers[-1]["authorization"] == f"Bearer {SECRET}"
+    # Filled at construction, as LangChain partners do (secret_from_env), never shown.
+    assert llm.api_key is not None and llm.api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(llm) and SECRET not in llm.model_dump_json()
+
+
+def test_api_key_serializes_in_both_frameworks_without_the_key(
+    nemo: NeMoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_core.load import dumps
+
+    from langchain_steerlm import SteerLMChat as LangChainChat
+    from llamaindex_steerlm import SteerLMChat as LlamaIndexChat
+
+    monkeypatch.setenv("STEERLM_API_KEY", SECRET)
+    lli = LlamaIndexChat(api="openai", base_url=v1(nemo))
+    assert json.loads(lli.to_json())["api_key"] == "**********"
+    assert SECRET not in lli.to_json() and SECRET not in str(lli.to_dict())
+    lc = LangChainChat(api="openai", base_url=v1(nemo))
+    assert lc.api_key is not None and lc.lc_secrets == {"api_key": "STEERLM_API_KEY"}
+    assert SECRET not in dumps(lc) and SECRET not in repr(lc)
 
 
 def test_a_wrong_key_says_how_to_pass_one_and_shows_neither(nemo: NeMoServer) -> None:

@@ -121,12 +121,12 @@ def test_stops_from_instance_call_and_preset_all_apply(
     assert llm.invoke("x").content == "a"
     assert nemo.received[-2]["end_strings"] == [
         "<extra_id_1>",
+        "INST",
+        "CALL",
         "quality:",
         "quality:9",
         "quality:0",
         "<extra_id_2>",
-        "INST",
-        "CALL",
         "<|endoftext|>",
     ]
 

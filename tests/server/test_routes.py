@@ -16,7 +16,28 @@ from steerlm.server.app import NeMoServer
 from steerlm.server.process import free_port
 from steerlm.server.scripted_engine import ScriptedEngine
 
-ALL_ROUTES = ("PUT /generate", "GET /health", "GET /v1/models", "POST /v1/completions")
+ALL_ROUTES = (
+    "PUT /generate",
+    "GET /health",
+    "GET /v1/models",
+    "POST /v1/completions",
+    "POST /v1/chat/completions",
+    "GET /v2/health/ready",
+    "GET /v2/health/live",
+    "GET /v2/models/{model}/ready",
+    "GET /v2/models/{model}",
+    "POST /v2/models/{model}/infer",
+)
+# A body each route answers with a 200 (by path; PUT and POST otherwise).
+_BODIES = {
+    "/v1/chat/completions": {
+        "model": "reward_model",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    },
+    "/v2/models/{model}/infer": {
+        "inputs": [{"name": "sentences", "shape": [1, 1], "datatype": "BYTES", "data": ["x"]}]
+    },
+}
 
 
 def test_the_table_lists_every_route() -> None:
@@ -27,9 +48,9 @@ def test_the_table_lists_every_route() -> None:
 def test_every_route_answers(nemo: NeMoServer) -> None:
     bodies = {"PUT": {"sentences": ["x"]}, "POST": {"prompt": "x"}}
     for route in routes.ROUTES:
-        response = requests.request(
-            route.method, nemo.base_url + route.path, json=bodies.get(route.method), timeout=10
-        )
+        body = _BODIES.get(route.path, bodies.get(route.method))
+        path = route.path.replace("{model}", nemo.reward_model)
+        response = requests.request(route.method, nemo.base_url + path, json=body, timeout=10)
         assert response.status_code == 200, (route, response.text)
 
 
@@ -39,7 +60,9 @@ def test_unknown_paths_and_methods(nemo: NeMoServer) -> None:
     assert requests.get(f"{nemo.base_url}/v1/completions", timeout=5).status_code == 405
     missing = requests.post(f"{nemo.base_url}/completions", json={}, timeout=5)
     assert missing.status_code == 404
-    assert missing.json() == {"message": "No route /completions; use POST /v1/completions"}
+    posts = ", ".join(str(route) for route in routes.ROUTES if route.method == "POST")
+    assert posts.startswith("POST /v1/completions, POST /v1/chat/completions")
+    assert missing.json() == {"message": f"No route /completions; use {posts}"}
     assert requests.put(f"{nemo.base_url}/nope", json={}, timeout=5).json() == {
         "message": "No route /nope; use PUT /generate"
     }
