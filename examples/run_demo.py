@@ -2,7 +2,9 @@
 
 One question is answered at two settings of one attribute, ``verbosity`` 0 and 4 on the
 ``llama2-70b-steerlm-chat`` preset (everything else at the preset's defaults), first with
-LangChain, then with LlamaIndex; then one answer is streamed token by token. Measured with
+LangChain, then with LlamaIndex; then one answer is streamed token by token. Last, the
+attribute model scores the two answers on that attribute, and picks the best of four
+sampled answers (the dev server's stand-in scorer, not a trained attribute model). Measured with
 ``benchmarks/sweep_attributes.py``, verbosity is the attribute whose change shows most
 clearly and most consistently on the small model: the short answer is shorter on every
 question tried (humor, creativity and quality change the words, but not one way on every
@@ -24,11 +26,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import requests
+from langchain_core.messages import AIMessage, HumanMessage
 from llama_index.core.llms import ChatMessage
 
 from langchain_steerlm import SteerLMChat as LangChainSteerLM
+from langchain_steerlm import SteerLMRewardModel
 from llamaindex_steerlm import SteerLMChat as LlamaIndexSteerLM
-from steerlm import SteerLMError, Turn, build_prompt, get_preset, merge_attributes
+from steerlm import (
+    SteerLMError,
+    SteerLMScorer,
+    Turn,
+    build_prompt,
+    get_preset,
+    merge_attributes,
+)
 from steerlm.server.chat_mode import label_instruction
 from steerlm.server.process import DevServerError, dev_server, port_in_use
 
@@ -38,6 +49,8 @@ ATTRIBUTE = "verbosity"
 SETTINGS = (0, 4)  # low, high: the one thing that changes between the two answers
 STREAMED = 4  # the setting of the streamed answer
 MAX_TOKENS = 100  # keeps the whole demo within seconds on two CPU cores
+BEST_OF = 4
+BEST_OF_TOKENS = 60  # four samples, each scored: shorter, to stay within seconds
 WIDTH = 88
 
 
@@ -94,8 +107,13 @@ def running_dev_server(port: int) -> dict[str, object] | None:
 
 
 @contextmanager
-def server_url(port: int) -> Iterator[str]:
-    """The URL of a dev server on ``port``: the one already running there, or a new one."""
+def server_url(port: int) -> Iterator[tuple[str, tuple[str, ...] | None]]:
+    """The URL of a dev server on ``port`` (the one already running there, or a new one),
+    and the attributes its attribute model scores (None: NeMo-Aligner's nine).
+
+    A server the demo starts scores only :data:`ATTRIBUTE`: its stand-in scorer costs one
+    pass of the model per attribute and answer.
+    """
     health = running_dev_server(port)
     if health is not None:
         url = f"http://127.0.0.1:{port}"
@@ -107,12 +125,13 @@ def server_url(port: int) -> Iterator[str]:
                 "again to see steering."
             )
         print(flush=True)
-        yield url
+        yield url, None
         return
     print(f"Starting the dev server on port {port} (SmolLM2-135M on the CPU)...", flush=True)
-    with dev_server("--log-level", "WARNING", port=port) as server:
+    args = ("--log-level", "WARNING", "--reward-attributes", ATTRIBUTE)
+    with dev_server(*args, port=port) as server:
         print(f"Server ready at {server.url}; it stops when the demo ends.\n", flush=True)
-        yield server.url
+        yield server.url, (ATTRIBUTE,)
     print("\nServer stopped.")
 
 
@@ -237,13 +256,50 @@ def stream_part(url: str) -> None:
     )
 
 
+def attribute_model_part(
+    url: str, attributes: tuple[str, ...] | None, answers: dict[int, str]
+) -> None:
+    print("5. The attribute model: score the two answers, then pick the best of four\n")
+    say(
+        "SteerLM's second model reads an answer and says what its attributes are. The dev "
+        "server's stand-in rates each attribute from SmolLM2's own probabilities of the "
+        "digits 0-4 after a rating prompt: it shows the plumbing, it is not a trained "
+        "attribute model (NeMo-Aligner's serve_reward_model.py serves one)."
+    )
+    print()
+    scorer = SteerLMScorer(url, attributes=attributes)
+    reward = SteerLMRewardModel(scorer=scorer)
+    print(f"  SteerLMRewardModel(...).batch([...])  ->  {ATTRIBUTE} as the scorer rates it")
+    conversations = [[HumanMessage(QUESTION), AIMessage(answers[value])] for value in SETTINGS]
+    for value, scores in zip(SETTINGS, reward.batch(conversations), strict=True):
+        print(f"      answer asked for {ATTRIBUTE}:{value}  ->  {scores[ATTRIBUTE]:.2f}")
+    print()
+    llm = LangChainSteerLM(
+        base_url=url, preset=PRESET, max_tokens=BEST_OF_TOKENS, temperature=0.9, scorer=scorer
+    )
+    started = time.perf_counter()
+    message = llm.invoke(
+        QUESTION, attributes=setting(SETTINGS[1]), best_of=BEST_OF, objective=ATTRIBUTE
+    )
+    record = message.response_metadata["best_of"]
+    print(
+        f"  llm.invoke(question, best_of={BEST_OF}, objective={ATTRIBUTE!r}, temperature=0.9)"
+        f"  ({time.perf_counter() - started:.1f} s)"
+    )
+    for index, candidate in enumerate(record["candidates"]):
+        mark = "  <- chosen" if index == record["chosen"] else ""
+        words = len(candidate["text"].split())
+        print(f"      candidate {index}: {ATTRIBUTE} {candidate['value']:.2f}, {words} words{mark}")
+    say(str(message.content).strip(), indent="      ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=5555)
     args = parser.parse_args()
     started = time.perf_counter()
     try:
-        with server_url(args.port) as url:
+        with server_url(args.port) as (url, scored):
             print(f"Question: {QUESTION}\n")
             say(
                 f"Answered twice with preset {PRESET!r}, greedy decoding, at most "
@@ -254,6 +310,8 @@ def main() -> None:
             llamaindex_part(url, answers)
             explain_label_line()
             stream_part(url)
+            print()
+            attribute_model_part(url, scored, answers)
     except PortBusyError as exc:
         sys.exit(f"\n{exc}")
     except DevServerError as exc:

@@ -64,6 +64,14 @@ def test_run_demo_uses_the_running_server_and_shows_steering(real_server: DevSer
     assert "<extra_id_2>quality:4,toxicity:0,humor:0,creativity:0," in out
     assert "llm.with_attributes(verbosity=4).chat(messages)" in out
     assert "Streamed token by token, verbosity=4" in out
+    # The attribute model (the server's stand-in scorer) scores both answers, then picks
+    # the best of four by verbosity.
+    assert "5. The attribute model" in out
+    scored = re.findall(r"answer asked for verbosity:(\d)  ->  (\d+\.\d+)", out)
+    assert [value for value, _ in scored] == ["0", "4"], out
+    assert all(0.0 <= float(score) <= 4.0 for _, score in scored)
+    assert len(re.findall(r"candidate \d: verbosity", out)) == 4
+    assert out.count("<- chosen") == 1
     assert "Server stopped." not in out  # it did not start (or stop) a server of its own
 
 
