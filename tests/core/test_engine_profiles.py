@@ -48,8 +48,10 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required"
 
 
 def test_server_stops_drop_end_of_text_and_repeats_and_keep_the_first_four() -> None:
-    assert server_stops(STOPS) == ["<extra_id_1>", "MINE", "quality:", "quality:9"]
+    # quality:9 and quality:0 hold quality:, which stops first: <extra_id_2> makes the four.
+    assert server_stops(STOPS) == ["<extra_id_1>", "MINE", "quality:", "<extra_id_2>"]
     assert server_stops(("a", "a", END_OF_TEXT, "b"), None) == ["a", "b"]
+    assert server_stops(("x1", "x", "y", "z", "w", "v")) == ["x", "y", "z", "w"]
     assert MAX_STOP_STRINGS == 4
 
 
@@ -134,7 +136,8 @@ def test_export_deploy_never_gets_top_k_and_top_p_both_above_zero(
 def test_nemo_flask_gets_end_strings_not_stop() -> None:
     body = ENGINES["nemo-flask"].body("m", ["p"], EVERYTHING, STOPS)
     assert "stop" not in body
-    assert body["end_strings"] == [s for s in STOPS if s != END_OF_TEXT]  # it adds its own
+    # It adds <|endoftext|> itself; quality:9 and quality:0 hold quality: (no need).
+    assert body["end_strings"] == ["<extra_id_1>", "MINE", "quality:", "<extra_id_2>"]
 
 
 def test_llamacpp_gets_its_own_repetition_key() -> None:

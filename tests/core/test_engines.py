@@ -102,12 +102,12 @@ def test_llamaindex_chat_stream_and_astream_on_every_engine(
 def test_vllm_gets_four_stop_strings_and_the_client_cuts_at_the_rest(
     nemo: NeMoServer, engine: ScriptedEngine
 ) -> None:
-    llm = chat(nemo, "vllm", stop=["MINE"])
+    llm = chat(nemo, "vllm", stop=["MINE", "THEIRS"])
     engine.script("It is dark. <extra_id_2> more")  # the 5th stop: cut on the client
     message = llm.invoke("x")
     assert message.content == "It is dark."
     assert message.response_metadata["stop_string"] == "<extra_id_2>"
-    assert nemo.received[-1]["stop"] == ["<extra_id_1>", "MINE", "quality:", "quality:9"]
+    assert nemo.received[-1]["stop"] == ["<extra_id_1>", "MINE", "THEIRS", "quality:"]
 
 
 @pytest.mark.parametrize("profile", ["nemo-deploy", "nemo-flask"])

@@ -57,8 +57,15 @@ def test_the_wire_request_is_the_steerlm_prompt_with_openai_names(
     assert body["top_p"] == 0.9
     # At most 4 (vLLM's VLLM_MAX_STOP_STRINGS, OpenAI's spec), most important first,
     # without <|endoftext|> (these engines stop at end of sequence themselves).
-    assert body["stop"] == ["<extra_id_1>", "quality:", "quality:9", "quality:0"]
-    assert list(plan.stops) == [*body["stop"], "<extra_id_2>", "<|endoftext|>"]
+    assert body["stop"] == ["<extra_id_1>", "quality:", "<extra_id_2>"]
+    assert list(plan.stops) == [
+        "<extra_id_1>",
+        "quality:",
+        "quality:9",
+        "quality:0",
+        "<extra_id_2>",
+        "<|endoftext|>",
+    ]
     # Keys that are off are not sent (servers differ in their names and defaults).
     for key in ("top_k", "repetition_penalty", "repeat_penalty", "min_tokens", "seed"):
         assert key not in body
