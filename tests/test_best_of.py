@@ -11,6 +11,7 @@ import asyncio
 import json
 
 import pytest
+from langchain_core.load import dumps
 from langchain_core.messages import AIMessage
 from llama_index.core.base.llms.types import ChatMessage
 
@@ -87,7 +88,8 @@ def test_greedy_or_no_scorer_or_an_unknown_attribute_fails_before_any_request(
 def test_llamaindex_best_of_in_chat_and_async(
     nemo: NeMoServer, engine: ScriptedEngine, scorer: SteerLMScorer
 ) -> None:
-    llm = LlamaIndexChat(base_url=nemo.base_url, scorer=scorer, best_of=2, temperature=0.7)
+    keyed = SteerLMScorer(nemo.base_url, api_key="sk-scorer-secret")
+    llm = LlamaIndexChat(base_url=nemo.base_url, scorer=keyed, best_of=2, temperature=0.7)
     engine.script("Tiny.", "A much longer and more helpful answer.")
     response = llm.complete("q")
     assert response.text == "A much longer and more helpful answer."
@@ -96,7 +98,9 @@ def test_llamaindex_best_of_in_chat_and_async(
     chat = asyncio.run(llm.achat([ChatMessage.from_str("q")]))
     assert chat.message.content == "A much longer and more helpful answer."
     assert chat.additional_kwargs["best_of"]["chosen"] == 0
-    assert "sk-" not in llm.to_json()
+    assert "sk-scorer-secret" not in llm.to_json() and "sk-scorer-secret" not in repr(llm)
+    lc = LangChainChat(base_url=nemo.base_url, scorer=keyed, best_of=2, temperature=0.7)
+    assert "sk-scorer-secret" not in dumps(lc) and "sk-scorer-secret" not in repr(lc)
 
 
 def test_best_of_on_an_openai_engine_is_one_prompt_list(
