@@ -216,9 +216,11 @@ class SteerLMChat(FunctionCallingLLM, SteerLMSettings):
 
         With ``api="openai"`` the text arrives as it is generated (stop strings are cut
         even across chunks; text that could become one is held back); the last response
-        carries the token counts and finish reason. With ``api="nemo"`` (``/generate``
-        does not stream), or when tools are offered (a call is known only from the whole
-        answer), the answer is one response. Leaving the loop early closes the connection.
+        carries the token counts and finish reason. With tools offered, text that is or
+        could become a tool call is held back and the calls come with the last response.
+        With ``api="nemo"`` (``/generate`` does not stream), on an engine that does not
+        stream, or for an answer forced to be a tool call, the answer is one response.
+        Leaving the loop early closes the connection.
         """
         plan = self._plan_chat(messages, kwargs)
         return self._stream_responses(plan)

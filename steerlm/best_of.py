@@ -18,7 +18,7 @@ from typing import Any
 from steerlm.errors import SteerLMInputError
 from steerlm.options import GenerationOptions
 from steerlm.scoring import AttributeScores, Objective, SteerLMScorer
-from steerlm.types import Completion, Turn, Usage
+from steerlm.types import REQUEST_USAGE, Completion, Turn, Usage
 
 __all__ = ["BestOf", "best_of_settings"]
 
@@ -103,6 +103,12 @@ def best_of_settings(
             f"best_of={n} needs sampling (greedy decoding gives {n} copies of one answer): "
             "set temperature, e.g. temperature=0.7."
         )
+    if options.random_seed is not None:
+        raise SteerLMInputError(
+            f"best_of={n} with random_seed={options.random_seed}: servers that seed each "
+            f"prompt of a request (vLLM, TensorRT-LLM, llama.cpp) would sample one answer "
+            f"{n} times. Leave random_seed unset for best_of."
+        )
     parsed = Objective.parse(objective)
     if scorer.resolved_attributes is not None:
         parsed.check(scorer.resolved_attributes)
@@ -112,6 +118,11 @@ def best_of_settings(
 def _total(group: Sequence[Completion]) -> Usage | None:
     usages = [candidate.usage for candidate in group]
     if any(usage is None for usage in usages):
+        # A prompt list counted as a whole (OpenAI-style servers): the request's total is
+        # the group's when the group was the whole request (one prompt, n candidates).
+        whole = group[0].raw.get(REQUEST_USAGE)
+        if isinstance(whole, tuple) and whole[0] == len(group):
+            return whole[1] if isinstance(whole[1], Usage) else None
         return None
     return Usage(
         prompt_tokens=sum(u.prompt_tokens for u in usages if u is not None),

@@ -92,6 +92,10 @@ _USERINFO = re.compile(r"(?<=://)[^@\s]*@")
 # -- credentials ---------------------------------------------------------------------------
 
 
+#: What dumps and reprs show for a secret that is set (an API key); never the secret.
+SECRET_MASK = "**********"
+
+
 def redact_url(url: str) -> str:
     """``url`` with any userinfo replaced by ``***``: ``http://***@host:5555``."""
     return _USERINFO.sub("***@", url)
@@ -1255,6 +1259,7 @@ _REASONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "SECRET_MASK",
     "AsyncHttpStream",
     "Endpoint",
     "HttpResponse",

@@ -246,8 +246,12 @@ class CallPipeline:
                 yield from chunks
                 return
             gate = ToolTextGate()
-            for chunk in chunks:
-                yield self._gated(plan, gate, chunk)
+            try:
+                for chunk in chunks:
+                    yield self._gated(plan, gate, chunk)
+            finally:
+                if close := getattr(chunks, "close", None):
+                    close()  # leaving early closes the connection at once
             return
         completion = fetched or self.send(plan)[0]
         yield StreamChunk(self.parse(plan, completion).content, completion)

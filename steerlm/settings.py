@@ -29,7 +29,7 @@ from pydantic import (
 from steerlm.attributes import AttributesInput, merge_attributes
 from steerlm.best_of import best_of_settings
 from steerlm.errors import SteerLMInputError
-from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, redact_url
+from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, SECRET_MASK, redact_url
 from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
 from steerlm.pipeline import CallPipeline
 from steerlm.presets import AttributeValue, Preset, get_preset
@@ -193,6 +193,15 @@ class SteerLMSettings(GenerationFields):
             merge_attributes(get_preset(preset), data["attributes"])
         return data
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_or_environment(cls, key: Any) -> Any:
+        # None (to_dict/from_dict of a model without a key) or the mask its dump shows
+        # (one with a key): the key comes from the environment again, never the mask.
+        if key is None or key == SECRET_MASK:
+            return _secret_from_env(API_KEY_ENV)
+        return key
+
     @field_validator("api")
     @classmethod
     def _known_api(cls, api: str) -> str:
@@ -252,7 +261,7 @@ class SteerLMSettings(GenerationFields):
     @field_serializer("api_key")
     def _serialize_api_key(self, key: SecretStr | None) -> str | None:
         # JSON dumps (LlamaIndex's to_json, tracing) show that a key is set, never the key.
-        return "**********" if key else None
+        return SECRET_MASK if key else None
 
     @field_serializer("base_url")
     def _serialize_base_url(self, url: str | None) -> str | None:

@@ -215,19 +215,42 @@ def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     A server that constrains decoding to it (a forced tool call) answers with the bare
     call object, which :meth:`steerlm.pipeline.CallPipeline.parse` reads as a call.
     """
-    variants = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "enum": [tool.name]},
-                "arguments": dict(tool.parameters) or {"type": "object"},
-            },
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for tool in tools
-    ]
-    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+    variants, definitions = [], {}
+    for index, tool in enumerate(tools):
+        # A "$ref": "#/$defs/X" of the arguments points at the root of the whole schema:
+        # their definitions move there, named per tool so that two tools cannot collide.
+        prefix = f"{index}_" if len(tools) > 1 else ""
+        arguments = _renamed_refs(dict(tool.parameters) or {"type": "object"}, prefix)
+        for key in ("$defs", "definitions"):
+            for name, definition in (arguments.pop(key, None) or {}).items():
+                definitions[prefix + name] = definition
+        variants.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": [tool.name]},
+                    "arguments": arguments,
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return {**schema, "$defs": definitions} if definitions else schema
+
+
+def _renamed_refs(value: Any, prefix: str) -> Any:
+    """``value`` with every local ``$ref`` pointing at ``#/$defs/<prefix><name>``."""
+    if isinstance(value, dict):
+        renamed = {key: _renamed_refs(item, prefix) for key, item in value.items()}
+        ref = renamed.get("$ref")
+        for root in ("#/$defs/", "#/definitions/"):
+            if isinstance(ref, str) and ref.startswith(root):
+                renamed["$ref"] = "#/$defs/" + prefix + ref[len(root) :]
+        return renamed
+    if isinstance(value, list):
+        return [_renamed_refs(item, prefix) for item in value]
+    return value
 
 
 class ToolTextGate:

@@ -10,6 +10,9 @@ from steerlm.presets import AttributeValue
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
+#: Key of ``Completion.raw`` holding ``(prompts in the request, its total Usage)`` where a
+#: server answered a prompt list with one usage for the whole request.
+REQUEST_USAGE = "request_usage"
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ def test_greedy_or_no_scorer_or_an_unknown_attribute_fails_before_any_request(
         greedy.invoke("q", best_of=2, temperature=0.7, objective="helpfulnes")
     with pytest.raises(SteerLMInputError, match="best_of must be"):
         greedy.invoke("q", best_of=0)
+    with pytest.raises(SteerLMInputError, match="Leave random_seed unset"):
+        greedy.invoke("q", best_of=2, temperature=0.7, random_seed=3)
     assert nemo.received == [] and nemo.reward_requests == []
 
 
@@ -111,8 +113,11 @@ def test_best_of_on_an_openai_engine_is_one_prompt_list(
         api="openai", base_url=nemo.base_url + "/v1", scorer=scorer, best_of=3, temperature=0.7
     )
     engine.script("a", "a b c", "a b")
-    assert llm.invoke("q").content == "a b c"
+    message = llm.invoke("q")
+    assert message.content == "a b c"
     assert len(nemo.received) == 1 and len(nemo.received[0]["prompt"]) == 3
+    # vLLM counts the prompt list as a whole: that is the three candidates' usage.
+    assert message.usage_metadata is not None and message.usage_metadata["output_tokens"] > 3
 
 
 def test_tools_stream_and_batch_work_on_the_chosen_answer(

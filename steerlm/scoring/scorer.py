@@ -39,6 +39,7 @@ from pydantic import (
 from steerlm.errors import SteerLMConnectionError, SteerLMInputError
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    SECRET_MASK,
     Endpoint,
     HttpResponse,
     HttpSession,
@@ -198,10 +199,17 @@ class SteerLMScorer(BaseModel):
         assert self.base_url is not None  # resolved before validation
         self._endpoint = Endpoint.parse(self.base_url)
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _not_the_mask(cls, key: Any) -> Any:
+        # A dump shows the mask for a key that is set; reloaded, the key comes from the
+        # environment at each request instead (see _headers), never the mask.
+        return None if key == SECRET_MASK else key
+
     @field_serializer("api_key")
     def _serialize_api_key(self, key: SecretStr | None) -> str | None:
         # JSON dumps (a chat model's to_json with this scorer set) show a key is set, never it.
-        return "**********" if key else None
+        return SECRET_MASK if key else None
 
     @field_serializer("base_url")
     def _serialize_base_url(self, url: str | None) -> str | None:

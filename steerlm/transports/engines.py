@@ -32,6 +32,7 @@ Sources (read at the refs below; facts and line numbers in docs/dev/engine-facts
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -103,6 +104,9 @@ class EngineProfile:
         keys: The optional sampling keys it reads.
         exclusive_top_k_top_p: It fails when ``top_k`` and ``top_p`` are both above 0
             (Export-Deploy), so nucleus sampling is turned off when ``top_k`` is set.
+        fixed_default_seed: It samples with one fixed seed when none is sent (NeMo's
+            Flask app: 1234), so every sampled answer would be the same: a fresh seed is
+            sent with each sampling request.
         constraint_key: Where a JSON schema goes; None: it has no constrained decoding
             (the schema is only asked for in the prompt).
         verified: How it was checked: ``"run"`` (the real server ran in the tests) or
@@ -123,6 +127,7 @@ class EngineProfile:
     reports_model: bool = True
     keys: frozenset[OptionalKey] = OPENAI_KEYS
     exclusive_top_k_top_p: bool = False
+    fixed_default_seed: bool = False
     constraint_key: ConstraintKey | None = None
     verified: Literal["run", "read"] = "read"
 
@@ -158,6 +163,8 @@ class EngineProfile:
             body[self.stop_key] = server_stops(stops, self.max_stops)
         if options.random_seed is not None and "seed" in keys:
             body["seed"] = options.random_seed
+        elif self.fixed_default_seed and not options.greedy:
+            body["seed"] = random.randrange(2**31)
         if options.logprobs and "logprobs" in keys:
             body["logprobs"] = 1  # the completions API's number of alternatives per token
         if options.top_k and "top_k" in keys:
@@ -280,6 +287,7 @@ ENGINES: dict[str, EngineProfile] = {
             finish_reasons=False,
             reports_model=False,
             keys=frozenset({"seed", "logprobs", "top_k"}),
+            fixed_default_seed=True,  # v2.5.0rc0 text_generation_server.py#L96-L114: 1234
         ),
     )
 }

@@ -55,7 +55,7 @@ from steerlm.transports.engines import (
     EngineProfile,
     detect_engine,
 )
-from steerlm.types import Completion, FinishReason, StreamChunk, Usage
+from steerlm.types import REQUEST_USAGE, Completion, FinishReason, StreamChunk, Usage
 
 #: vLLM's default address (``vllm serve`` listens on port 8000; the API root is /v1).
 DEFAULT_OPENAI_BASE_URL = "http://localhost:8000/v1"
@@ -163,12 +163,17 @@ def parse_completions(
             json.dumps(body),
         )
     ordered = sorted(choices, key=lambda c: c.get("index") or 0)
-    usage = _usage(body.get("usage"), profile) if len(prompts) == 1 else None
+    total = _usage(body.get("usage"), profile)
+    usage = total if len(prompts) == 1 else None
     model = body.get("model") if profile.reports_model else None
-    return [
+    completions = [
         _completion(choice["text"], choice, prompt, stops, options, usage, model, profile)
         for prompt, choice in zip(prompts, ordered, strict=True)
     ]
+    if total is not None and len(prompts) > 1:  # the whole request's, for best of n
+        for completion in completions:
+            completion.raw[REQUEST_USAGE] = (len(prompts), total)
+    return completions
 
 
 def _completion(
@@ -332,8 +337,12 @@ class OpenAIClient(Transport):
         return error
 
     def _learn(self, listing: dict[str, Any] | None, refused: SteerLMServerError | None) -> None:
+        no_route = refused is not None and refused.status == 404
         if self.engine == AUTO:
-            missing = refused.body if refused is not None and refused.status == 404 else None
+            # A 404's shape tells an engine only where base_url is a proper API root: a
+            # base_url without /v1 gets the 404 and its hint, not a guess.
+            shape = refused.body if refused is not None and no_route else None
+            missing = shape if self.route_hint() is None else None
             profile = detect_engine(listing, model=self._model, missing=missing)
             logger.info("%s: engine %r (%s)", self.base_url, profile.name, profile.summary)
             self._use(profile)
@@ -344,7 +353,9 @@ class OpenAIClient(Transport):
                 raise self._no_models_error(self.profile)
             self._model = self._only_model(listing)
         self._listing = listing
-        self._known = True
+        # Learnt for good from a listing or a 404; after a passing failure (a 503 while
+        # the server loads) this call goes on as generic and the next one asks again.
+        self._known = self.engine != AUTO or listing is not None or no_route
 
     def _no_models_error(self, profile: EngineProfile) -> SteerLMInputError:
         text = (

@@ -178,3 +178,11 @@ def test_a_named_engine_without_models_needs_a_model_name() -> None:
     client = OpenAIClient("http://127.0.0.1:9/v1", engine="nemo-deploy", max_retries=0)
     with pytest.raises(SteerLMInputError, match="pass model="):
         client.generate(["p"], GenerationOptions(), [])
+
+
+def test_nemo_flask_gets_a_fresh_seed_for_each_sampled_answer() -> None:
+    # It seeds 1234 when none is sent: best of n there would be n copies of one answer.
+    sampling = GenerationOptions().replace({"temperature": 0.7})
+    seeds = {ENGINES["nemo-flask"].body("m", ["p"], sampling, STOPS)["seed"] for _ in range(5)}
+    assert len(seeds) > 1
+    assert "seed" not in ENGINES["nemo-flask"].body("m", ["p"], GenerationOptions(), STOPS)

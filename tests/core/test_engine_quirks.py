@@ -12,7 +12,12 @@ import json
 
 import pytest
 
-from steerlm import SteerLMRedirectError, SteerLMResponseError, SteerLMStreamEndedError
+from steerlm import (
+    SteerLMRedirectError,
+    SteerLMResponseError,
+    SteerLMServerError,
+    SteerLMStreamEndedError,
+)
 from steerlm.http import SSEDecoder
 from steerlm.options import GenerationOptions
 from steerlm.transports.openai import OpenAIClient
@@ -146,3 +151,26 @@ def test_a_stream_in_bare_crs_is_read(raw: RawServer) -> None:
     raw.queue([_SSE_HEAD + events])
     chunks = list(_client(raw).stream("p", GenerationOptions(), []))
     assert "".join(c.text for c in chunks) == "Hello"
+
+
+def test_a_passing_failure_of_models_is_asked_again_next_call(raw: RawServer) -> None:
+    listing = {"object": "list", "data": [{"id": "m", "owned_by": "vllm"}]}
+    ok = response(200, json.dumps(_COMPLETION))
+    raw.queue([response(503, '{"error": {"message": "loading", "code": 503}}')], [ok])
+    raw.queue([response(200, json.dumps(listing))], [ok])
+    client = OpenAIClient(raw.base_url + "/v1", model="m", max_retries=0)
+    assert client.generate(["p"], GenerationOptions(), [])[0].text == "Hello there"
+    assert client.profile.name == "generic"  # for this call only
+    client.generate(["p"], GenerationOptions(), [])
+    assert client.profile.name == "vllm"
+    assert [r.line.split()[1] for r in raw.requests] == ["/v1/models", "/v1/completions"] * 2
+
+
+def test_a_fastapi_404_without_v1_in_base_url_is_the_route_hint_not_a_guess(
+    raw: RawServer,
+) -> None:
+    raw.queue([response(404, '{"detail":"Not Found"}')])
+    client = OpenAIClient(raw.base_url, max_retries=0)
+    with pytest.raises(SteerLMServerError, match="add /v1 to base_url"):
+        client.generate(["p"], GenerationOptions(), [])
+    assert client.profile.name == "generic"
