@@ -365,15 +365,16 @@ class LlamaEngine:
             for index, (_, row) in enumerate(active):
                 self._step(row, llama_cpp.llama_get_logits_ith(self._ctx.ctx, index), params, rng)
 
-    def _decode_prompt(self, slot: int, ids: list[int]) -> int:
-        """Evaluate ``ids`` on sequence ``slot``; the batch index of the last token's logits."""
+    def _decode_prompt(self, slot: int, ids: list[int], start: int = 0) -> int:
+        """Evaluate ``ids`` on sequence ``slot`` from position ``start`` (after what that
+        sequence already holds); the batch index of the last token's logits."""
         batch = self._batch.batch
         count = 0
-        for start in range(0, len(ids), self._n_batch):
-            chunk = ids[start : start + self._n_batch]
+        for offset in range(0, len(ids), self._n_batch):
+            chunk = ids[offset : offset + self._n_batch]
             for index, token in enumerate(chunk):
                 batch.token[index] = token
-                batch.pos[index] = start + index
+                batch.pos[index] = start + offset + index
                 batch.seq_id[index][0] = slot
                 batch.n_seq_id[index] = 1
                 batch.logits[index] = False
@@ -560,7 +561,7 @@ class LlamaScorer:
         engine._decode_prompt(0, prefix_ids)
         row = []
         for suffix in suffixes:
-            last = self._decode_at(len(prefix_ids), suffix)
+            last = engine._decode_prompt(0, suffix, start=len(prefix_ids))
             logits = np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(engine._ctx.ctx, last), shape=(engine.n_vocab,)
             ).astype(np.float64)
@@ -569,22 +570,3 @@ class LlamaScorer:
             row.append(float((weights * np.arange(len(_DIGITS))).sum() / weights.sum()))
             llama_cpp.llama_memory_seq_rm(memory, 0, len(prefix_ids), -1)
         return row
-
-    def _decode_at(self, start: int, ids: list[int]) -> int:
-        """Evaluate ``ids`` on sequence 0 from position ``start``; the last logits' index."""
-        engine = self.engine
-        batch = engine._batch.batch
-        count = 0
-        for offset in range(0, len(ids), engine._n_batch):
-            chunk = ids[offset : offset + engine._n_batch]
-            for index, token in enumerate(chunk):
-                batch.token[index] = token
-                batch.pos[index] = start + offset + index
-                batch.seq_id[index][0] = 0
-                batch.n_seq_id[index] = 1
-                batch.logits[index] = False
-            count = len(chunk)
-            batch.logits[count - 1] = True
-            batch.n_tokens = count
-            engine._ctx.decode(engine._batch)
-        return count - 1
