@@ -8,7 +8,6 @@ other: every call starts a run (callbacks, LangSmith tracing), and it composes w
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError,
 
 from langchain_steerlm.chat_models import message_text, to_turns
 from steerlm import SteerLMInputError
+from steerlm.errors import did_you_mean
 from steerlm.scoring import AttributeScores, SteerLMScorer
 from steerlm.types import Turn
 
@@ -287,8 +287,7 @@ def _pick(values: Any, names: tuple[str, str], what: str) -> str:
 def _check_keys(keys: Sequence[str], known: Sequence[str]) -> None:
     for key in keys:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, known)
             raise SteerLMInputError(
                 f"The attribute model does not score {key!r}.{hint} Its attributes: "
                 f"{', '.join(known)}."

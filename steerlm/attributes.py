@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
-from steerlm.errors import InvalidAttributesError
+from steerlm.errors import InvalidAttributesError, did_you_mean
 from steerlm.presets import LANGUAGE_KIND, AttributeValue, Preset
 
 #: What callers may pass as attributes: a mapping in any order, or an encoded label string.
@@ -57,8 +56,7 @@ def validate_attributes(attributes: Mapping[str, AttributeValue], preset: Preset
     for key, value in attributes.items():
         spec = preset.spec(key) if isinstance(key, str) else None
         if spec is None:
-            close = difflib.get_close_matches(str(key), preset.keys, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), preset.keys)
             raise InvalidAttributesError(
                 f"Unknown attribute {key!r} for preset {preset.name!r}.{hint} "
                 f"Valid keys: {', '.join(preset.keys)}."

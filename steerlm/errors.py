@@ -7,7 +7,9 @@ name the URL they were talking to and what came back.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 _EXCERPT_CHARS = 300
 
@@ -35,6 +37,22 @@ def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
     """Shorten ``text`` for an error message, keeping its start."""
     text = text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars in all)"
     return repr(text)
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the choice closest to ``name``; "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_names(names: Iterable[str], choices: Iterable[str]) -> str:
+    """The unknown ``names``, each with the closest choice: ``'a' (did you mean 'b'?), 'c'``."""
+    valid = list(choices)
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(hints)
 
 
 class SteerLMError(Exception):

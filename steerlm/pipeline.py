@@ -9,13 +9,12 @@ translate messages and answers. The pipeline reads what a transport declares
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from steerlm.best_of import BestOf, best_of_settings
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, unknown_names
 from steerlm.options import OPTION_NAMES, GenerationOptions, end_strings, normalize_stop
 from steerlm.presets import AttributeValue
 from steerlm.prompt import SYSTEM_JOINER, build_prompt
@@ -310,12 +309,8 @@ def _check_keywords(kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(kwargs) - OPTION_NAMES - CALL_KEYWORDS)
     if not unknown:
         return
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, _VALID_KEYWORDS, n=1)
-        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise SteerLMInputError(
-        f"Unknown keyword(s) {', '.join(hints)} for a SteerLM call. "
+        f"Unknown keyword(s) {unknown_names(unknown, _VALID_KEYWORDS)} for a SteerLM call. "
         f"Valid: {', '.join(_VALID_KEYWORDS)}."
     )
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, did_you_mean
 
 DEFAULT_SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -208,8 +207,7 @@ def get_preset(preset: str | Preset | None) -> Preset:
         return preset
     if isinstance(preset, str) and preset in PRESETS:
         return PRESETS[preset]
-    close = difflib.get_close_matches(str(preset), PRESETS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(str(preset), PRESETS)
     raise SteerLMInputError(
         f"Unknown SteerLM preset {preset!r}.{hint} Known presets: {', '.join(PRESETS)}; "
         "or pass a steerlm.Preset for another model."

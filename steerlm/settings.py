@@ -9,7 +9,6 @@ its calls go through :attr:`SteerLMSettings.pipeline` (:mod:`steerlm.pipeline`).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from pydantic import (
 
 from steerlm.attributes import AttributesInput, merge_attributes
 from steerlm.best_of import best_of_settings
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, unknown_names
 from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, SECRET_MASK, redact_url
 from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
 from steerlm.pipeline import CallPipeline
@@ -180,12 +179,9 @@ class SteerLMSettings(GenerationFields):
         }
         unknown = sorted(str(key) for key in data if key not in names)
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, sorted(names), n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise SteerLMInputError(
-                f"Unknown argument(s) for {cls.__name__}: {', '.join(hints)}. See the "
+                f"Unknown argument(s) for {cls.__name__}: "
+                f"{unknown_names(unknown, sorted(names))}. See the "
                 "settings page (docs/settings.md); per-call options go to invoke/chat as keywords."
             )
         if data.get("attributes") is not None:

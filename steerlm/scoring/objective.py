@@ -8,13 +8,12 @@ answer is that score, or the weighted sum of the scores. The evaluator of
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, did_you_mean
 
 #: What callers pass: an attribute name or a mapping of attribute name to weight.
 ObjectiveInput: TypeAlias = "str | Mapping[str, float] | Objective"
@@ -91,8 +90,7 @@ class Objective:
         known = list(attributes)
         for name in self.names:
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, known)
                 raise InvalidObjectiveError(
                     f"The objective names {name!r}, which the attribute model does not "
                     f"score.{hint} Its attributes: {', '.join(known)}."

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import functools
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from steerlm.errors import SteerLMConnectionError, SteerLMInputError
+from steerlm.errors import SteerLMConnectionError, SteerLMInputError, did_you_mean
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     SECRET_MASK,
@@ -142,8 +141,7 @@ class SteerLMScorer(BaseModel):
     @classmethod
     def _check_api(cls, api: str) -> str:
         if api not in SCORER_APIS:
-            close = difflib.get_close_matches(str(api), SCORER_APIS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(api), SCORER_APIS)
             raise SteerLMInputError(
                 f"Unknown scorer api {api!r}.{hint} Use 'triton' (NeMo-Aligner's reward "
                 "server) or 'nim' (a hosted reward model's /chat/completions)."

@@ -11,7 +11,6 @@ methods below. HTTP itself (retries, deadline, size cap, redirects, credentials)
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from steerlm.errors import (
     SteerLMInputError,
     SteerLMResponseError,
     SteerLMServerError,
+    did_you_mean,
 )
 from steerlm.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -146,8 +146,7 @@ class Transport(ABC):
     ) -> None:
         if engine != "auto" and engine not in self.engines:
             known = ", ".join(map(repr, ("auto", *self.engines)))
-            close = difflib.get_close_matches(str(engine), self.engines, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(engine), self.engines)
             where = (
                 f"api={self.api!r} knows: {known}"
                 if self.engines

@@ -9,10 +9,9 @@ lives outside this package).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 
-from steerlm.errors import SteerLMInputError
+from steerlm.errors import SteerLMInputError, did_you_mean
 from steerlm.transports.base import Transport
 
 #: ``api`` name -> ``"module:Class"`` of the built-in transports.
@@ -64,8 +63,7 @@ def transport_class(api: str) -> type[Transport]:
     path = BUILTIN_TRANSPORTS.get(api) if isinstance(api, str) else None
     if path is None:
         names = api_names()
-        close = difflib.get_close_matches(str(api), names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(api), names)
         raise SteerLMInputError(
             f"Unknown api {api!r}.{hint} Choose one of: {', '.join(map(repr, names))} "
             "('nemo' for NeMo's PUT /generate, 'openai' for an OpenAI-compatible "
