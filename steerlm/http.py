@@ -94,6 +94,23 @@ _USERINFO = re.compile(r"(?<=://)[^@\s]*@")
 
 #: What dumps and reprs show for a secret that is set (an API key); never the secret.
 SECRET_MASK = "**********"
+#: Environment variable with the API key, when ``api_key`` is not given.
+API_KEY_ENV = "STEERLM_API_KEY"
+
+
+def bearer_authorization(key: str) -> str:
+    """The ``Authorization`` header value of an API key: ``Bearer <key>``.
+
+    Raises:
+        SteerLMInputError: The key is not one token (a space or line break in it would
+            split or inject headers).
+    """
+    if any(c in key for c in "\r\n\0 "):
+        raise SteerLMInputError(
+            f"api_key must be one token without spaces or line breaks; check api_key or "
+            f"${API_KEY_ENV}."
+        )
+    return f"Bearer {key}"
 
 
 def redact_url(url: str) -> str:
@@ -1258,6 +1275,7 @@ _REASONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str
 )
 
 __all__ = [
+    "API_KEY_ENV",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "SECRET_MASK",
     "AsyncHttpStream",

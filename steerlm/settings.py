@@ -28,7 +28,13 @@ from pydantic import (
 from steerlm.attributes import AttributesInput, merge_attributes
 from steerlm.best_of import best_of_settings
 from steerlm.errors import SteerLMInputError, unknown_names
-from steerlm.http import DEFAULT_MAX_RESPONSE_BYTES, SECRET_MASK, redact_url
+from steerlm.http import (
+    API_KEY_ENV,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    SECRET_MASK,
+    bearer_authorization,
+    redact_url,
+)
 from steerlm.options import GenerationFields, GenerationOptions, normalize_stop
 from steerlm.pipeline import CallPipeline
 from steerlm.presets import AttributeValue, Preset, get_preset
@@ -37,7 +43,6 @@ from steerlm.transports.base import Transport, resolve_base_url
 from steerlm.transports.registry import transport_class
 
 #: Environment variable with the API key, when ``api_key`` is not given.
-API_KEY_ENV = "STEERLM_API_KEY"
 
 __all__ = ["API_KEY_ENV", "SteerLMSettings"]
 
@@ -238,15 +243,10 @@ class SteerLMSettings(GenerationFields):
                 raise SteerLMInputError(
                     f"default_headers: header {name!r} must be a string without line breaks."
                 )
-        key = self.api_key.get_secret_value() if self.api_key else None
-        if key:
-            if any(c in key for c in "\r\n\0 "):
-                raise SteerLMInputError(
-                    "api_key must be one token without spaces or line breaks; check "
-                    f"api_key or ${API_KEY_ENV}."
-                )
+        if self.api_key:
+            authorization = bearer_authorization(self.api_key.get_secret_value())
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-            headers["Authorization"] = f"Bearer {key}"
+            headers["Authorization"] = authorization
         return headers
 
     @field_serializer("default_headers")

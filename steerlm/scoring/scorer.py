@@ -37,11 +37,13 @@ from pydantic import (
 
 from steerlm.errors import SteerLMConnectionError, SteerLMInputError, did_you_mean
 from steerlm.http import (
+    API_KEY_ENV,
     DEFAULT_MAX_RESPONSE_BYTES,
     SECRET_MASK,
     Endpoint,
     HttpResponse,
     HttpSession,
+    bearer_authorization,
     redact_url,
     transport_session,
 )
@@ -59,8 +61,6 @@ from steerlm.types import Turn
 #: Environment variable with the attribute model's URL, when ``base_url`` is not given
 #: (not ``$STEERLM_BASE_URL``, which names the chat server).
 SCORER_URL_ENV = "STEERLM_SCORER_URL"
-#: Environment variable with the API key, when ``api_key`` is not given.
-API_KEY_ENV = "STEERLM_API_KEY"
 #: The server APIs and their default addresses.
 SCORER_APIS: dict[str, str] = {"triton": triton.DEFAULT_TRITON_URL, "nim": nim.DEFAULT_NIM_URL}
 
@@ -183,14 +183,7 @@ class SteerLMScorer(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         key = self.api_key.get_secret_value() if self.api_key else os.environ.get(API_KEY_ENV)
-        headers = {}
-        if key:
-            if any(c in key for c in "\r\n\0 "):
-                raise SteerLMInputError(
-                    "api_key must be one token without spaces or line breaks; check "
-                    f"api_key or ${API_KEY_ENV}."
-                )
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {"Authorization": bearer_authorization(key)} if key else {}
         self._http = transport_session(
             self.timeout, self.max_retries, self.max_response_bytes, None, headers
         )
