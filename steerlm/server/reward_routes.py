@@ -36,7 +36,6 @@ request body is recorded raw in ``Service.reward_requests`` for tests.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Sequence
 from math import prod
@@ -45,7 +44,7 @@ from typing import Any
 from steerlm.server.engine import RatedAnswer
 from steerlm.server.exchange import Exchange
 from steerlm.server.scripted_scorer import HELPSTEER2_ATTRIBUTES, fp32, split_sentence
-from steerlm.server.service import Service
+from steerlm.server.service import Service, answered_by_fault
 
 #: The model name NeMo-Aligner serves by default
 #: (NVIDIA/NeMo-Aligner@v0.7.0:examples/nlp/gpt/conf/inference_rm.yaml#L9-L16).
@@ -153,10 +152,7 @@ def infer(server: Service, exchange: Exchange) -> None:
     if raw is None:
         return
     server.reward_requests.append({"path": exchange.path, "body": raw})
-    if server.faults:
-        fault = server.faults.popleft()
-        time.sleep(fault.delay)
-        exchange.send_raw(fault.status, fault.body.encode(), fault.content_type)
+    if answered_by_fault(server, exchange):
         return
     if exchange.headers.get("Inference-Header-Content-Length") is not None:
         message = (
@@ -346,10 +342,7 @@ def chat_completions(server: Service, exchange: Exchange) -> None:
     if raw is None:
         return
     server.reward_requests.append({"path": exchange.path, "body": raw})
-    if server.faults:
-        fault = server.faults.popleft()
-        time.sleep(fault.delay)
-        exchange.send_raw(fault.status, fault.body.encode(), fault.content_type)
+    if answered_by_fault(server, exchange):
         return
     try:
         body = json.loads(raw)

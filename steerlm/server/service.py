@@ -163,9 +163,16 @@ def receive(
     server.received.append(body)
     if authorized is not None and not authorized():
         return None
-    if server.faults:
-        fault = server.faults.popleft()
-        time.sleep(fault.delay)
-        exchange.send_raw(fault.status, fault.body.encode(), fault.content_type)
+    if answered_by_fault(server, exchange):
         return None
     return body
+
+
+def answered_by_fault(server: Service, exchange: Exchange) -> bool:
+    """Answer ``exchange`` with the next queued :class:`Fault`, if there is one."""
+    if not server.faults:
+        return False
+    fault = server.faults.popleft()
+    time.sleep(fault.delay)
+    exchange.send_raw(fault.status, fault.body.encode(), fault.content_type)
+    return True
