@@ -16,27 +16,9 @@ import requests
 
 from steerlm.server.app import NeMoServer
 from steerlm.server.scripted_scorer import STEERLM_ATTRIBUTES, fp32, scripted_scores
+from tests.scoring.helpers import annotation_text, infer_body
 
 pytestmark = pytest.mark.integration
-
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant "
-    "gives helpful, detailed, and polite answers to the user's questions."
-)
-
-
-def annotation_text(question: str, answer: str) -> str:
-    """What NeMo-Aligner's attribute_annotate.py sends for a question and answer."""
-    return (
-        f"<extra_id_0>System\n{SYSTEM}\n<extra_id_1>User\n{question}\n"
-        f"<extra_id_1>Assistant\n{answer}\n<extra_id_2>"
-    )
-
-
-def sentences_body(sentences: list[str], shape: list[int] | None = None) -> dict[str, Any]:
-    shape = shape if shape is not None else [len(sentences), 1]
-    tensor = {"name": "sentences", "shape": shape, "datatype": "BYTES", "data": sentences}
-    return {"inputs": [tensor]}
 
 
 def both(
@@ -68,7 +50,7 @@ def test_metadata_byte_for_byte(triton_url: str, nemo: NeMoServer) -> None:
 
 def test_rows_of_nine_in_request_order(triton_url: str, nemo: NeMoServer) -> None:
     answers = ["one two three", "[[scores: humor=7.5, quality=-1]] a b", "x", "é ü"]
-    body = sentences_body([annotation_text("Q?", a) for a in answers])
+    body = infer_body([annotation_text("Q?", a) for a in answers])
     real, dev = both(triton_url, nemo, "POST", "/v2/models/reward_model/infer", body)
     assert real.status_code == 200, real.text
     rewards = real.json()["outputs"][0]
@@ -82,7 +64,7 @@ def test_rows_of_nine_in_request_order(triton_url: str, nemo: NeMoServer) -> Non
 
 
 def test_a_request_id_is_echoed(triton_url: str, nemo: NeMoServer) -> None:
-    body = {**sentences_body(["a b"]), "id": "7"}
+    body = {**infer_body(["a b"]), "id": "7"}
     real, dev = both(triton_url, nemo, "POST", "/v2/models/reward_model/infer", body)
     assert real.json()["id"] == "7"
     assert dev.json() == real.json()
@@ -91,9 +73,9 @@ def test_a_request_id_is_echoed(triton_url: str, nemo: NeMoServer) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        sentences_body(["x"], [1]),
-        sentences_body(["x", "y"], [2]),
-        sentences_body(["x"], [2, 1]),
+        infer_body(["x"], [1]),
+        infer_body(["x", "y"], [2]),
+        infer_body(["x"], [2, 1]),
         '{"inputs":',
         "[1,2]",
         "",
@@ -101,7 +83,7 @@ def test_a_request_id_is_echoed(triton_url: str, nemo: NeMoServer) -> None:
         {"inputs": [{"name": "nope", "shape": [1, 1], "datatype": "BYTES", "data": ["x"]}]},
         {"inputs": [{"name": "sentences", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]},
         {"inputs": [{"name": "sentences", "datatype": "BYTES", "data": ["x"]}]},
-        {**sentences_body(["x"]), "outputs": [{"name": "nope"}]},
+        {**infer_body(["x"]), "outputs": [{"name": "nope"}]},
     ],
     ids=[
         "flat",
@@ -126,7 +108,7 @@ def test_errors_as_triton_answers_them(triton_url: str, nemo: NeMoServer, body: 
 
 def test_a_flat_shape_is_a_400(triton_url: str) -> None:
     answer = requests.post(
-        f"{triton_url}/v2/models/reward_model/infer", json=sentences_body(["x"], [1]), timeout=30
+        f"{triton_url}/v2/models/reward_model/infer", json=infer_body(["x"], [1]), timeout=30
     )
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(
@@ -144,7 +126,7 @@ def test_a_flat_shape_is_a_400(triton_url: str) -> None:
     ],
 )
 def test_an_unknown_model(triton_url: str, nemo: NeMoServer, method: str, path: str) -> None:
-    body = sentences_body(["x"]) if method == "POST" else None
+    body = infer_body(["x"]) if method == "POST" else None
     real, dev = both(triton_url, nemo, method, path, body)
     assert real.status_code in (400, 404)
     assert (dev.status_code, dev.content) == (real.status_code, real.content)

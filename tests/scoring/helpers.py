@@ -44,6 +44,18 @@ def sample(question: str, answer: str, label: str | None = "x") -> dict[str, Any
     }
 
 
+def annotation_text(question: str, answer: str) -> str:
+    """What attribute_annotate.py sends for one question and its answer."""
+    return attribute_annotate_texts(sample(question, answer))[0]
+
+
+def infer_body(sentences: list[str], shape: list[int] | None = None) -> dict[str, Any]:
+    """A KServe v2 infer request of ``sentences`` (shape ``[N, 1]``, as NeMo-Aligner's)."""
+    shape = shape if shape is not None else [len(sentences), 1]
+    tensor = {"name": "sentences", "shape": shape, "datatype": "BYTES", "data": sentences}
+    return {"inputs": [tensor]}
+
+
 def infer_bodies(nemo: NeMoServer) -> list[dict[str, Any]]:
     """The JSON bodies the Triton route received, in order."""
     return [json.loads(r["body"]) for r in nemo.reward_requests if r["path"].endswith("/infer")]

@@ -23,26 +23,7 @@ from steerlm.server.scripted_scorer import (
     split_sentence,
 )
 from steerlm.server.service import Fault
-
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant "
-    "gives helpful, detailed, and polite answers to the user's questions."
-)
-
-
-def annotation_text(question: str, answer: str) -> str:
-    """What NeMo-Aligner's attribute_annotate.py sends for a question and answer."""
-    return (
-        f"<extra_id_0>System\n{SYSTEM}\n<extra_id_1>User\n{question}\n"
-        f"<extra_id_1>Assistant\n{answer}\n<extra_id_2>"
-    )
-
-
-def infer_body(sentences: list[str], shape: list[int] | None = None) -> dict[str, Any]:
-    shape = shape if shape is not None else [len(sentences), 1]
-    return {
-        "inputs": [{"name": "sentences", "shape": shape, "datatype": "BYTES", "data": sentences}]
-    }
+from tests.scoring.helpers import annotation_text, infer_body
 
 
 def post_infer(nemo: NeMoServer, body: Any, model: str = "reward_model") -> requests.Response:
