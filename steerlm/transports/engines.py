@@ -46,7 +46,6 @@ __all__ = [
     "Constraint",
     "EngineProfile",
     "detect_engine",
-    "engine_profile",
     "server_stops",
 ]
 
@@ -293,11 +292,6 @@ ENGINES: dict[str, EngineProfile] = {
 }
 #: ``owned_by`` value of ``GET /models`` -> engine name.
 _BY_OWNER = {owner: p.name for p in ENGINES.values() for owner in p.owned_by}
-
-
-def engine_profile(name: str) -> EngineProfile:
-    """The profile of engine ``name`` (a key of :data:`ENGINES`)."""
-    return ENGINES[name]
 
 
 def detect_engine(
